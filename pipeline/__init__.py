@@ -1,0 +1,1 @@
+"""dmvr pipeline: sample → verify → train → evaluate → bucket → report, composed by Hydra."""

@@ -1,0 +1,160 @@
+"""Typed configs, one dataclass per stage. The YAML under `conf/` is merged onto these.
+
+Hydra composes `conf/config.yaml` on top of `RootConfig` (registered below as `base_config`), so
+an unknown key or a value of the wrong type is an error naming the key before any work starts.
+Keep every field a plain str/int/float/bool/list (OmegaConf validates those).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from pipeline.objectives import ObjectiveConfig
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    # A hub name or local folder loaded with from_pretrained. Empty: the model is built and trained
+    # from scratch by the `pretrain` stage (the embedded tiny_prop model).
+    path: str = ""
+    # Architecture of a from-scratch model (a transformers Llama); ignored when `path` is set.
+    vocab_size: int = 768
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 4
+    num_heads: int = 4
+    max_length: int = 320
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class PretrainConfig:
+    """Bootstraps the embedded base model from the proof generator's corpus (tiny_prop only)."""
+    seed: int = 0
+    extra_theorems: int = 6000  # generated theorems beyond the train split (never the eval split)
+    proofs_per_theorem: int = 8
+    max_proof_chars: int = 0  # 0: no limit on corpus proofs
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    checkpoint_every: int = 500
+    num_threads: int = 0  # 0: torch default
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    train_path: str = MISSING  # jsonl or parquet with columns id, statement (and optional extras)
+    eval_path: str = MISSING
+    prompt_template: str = "{statement} := by"
+    # What the verifier sees is proof_prefix + completion (the model continues after `:= by`).
+    proof_prefix: str = "by"
+    train_limit: int = 0  # 0: all theorems
+    eval_limit: int = 0
+
+
+@dataclass
+class VerifierConfig:
+    backend: str = "prop"
+    workers: int = 0  # 0: in-process (the prop checker is fast); N: a pool of N worker processes
+    timeout: float = 10.0  # seconds per proof
+    cache: bool = True  # verdict cache under <output_dir>/cache/
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "hf"
+    samples_per_prompt: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 160
+    batch_size: int = 256  # sequences per generate() call
+    prompts_per_shard: int = 64  # resumption granularity
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig(ObjectiveConfig):
+    """The train loop; the objective's own options are inherited from ObjectiveConfig."""
+    objective: str = "alpha_dpg"
+    mode: str = "offline"  # offline: one round on base samples; online: sample from the policy each round
+    rounds: int = 1
+    prompts_per_round: int = 0  # 0: every train theorem
+    samples_per_prompt: int = 8
+    epochs_per_round: int = 1
+    micro_batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every_steps: int = 20
+
+
+@dataclass
+class EvalConfig:
+    samples_per_prompt: int = 256
+    ks: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256])
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"  # wandb | none
+    project: str = "dmvr"
+    entity: str = ""
+    group: str = ""  # the sweep; empty: the experiment name
+    mode: str = ""  # online | offline | disabled; empty: WANDB_MODE, else offline
+
+
+@dataclass
+class RootConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    experiment: str = "default"
+    stages: list = field(default_factory=lambda: ["pretrain", "sample", "verify", "train", "evaluate", "bucket", "report"])
+    output_dir: str = "outputs"  # the artifact store and caches live here; runs go to Hydra's run dir
+    progress: bool = True
+
+
+STAGES = ("pretrain", "sample", "verify", "train", "evaluate", "bucket", "report")
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="base_config", node=RootConfig)
+
+
+def validate(cfg) -> None:
+    """Checks that types alone cannot express; raises ValueError naming the key."""
+    unknown = [s for s in cfg.stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"stages: unknown stage(s) {unknown}; known: {list(STAGES)}")
+    if not 0.0 <= cfg.train.alpha <= 1.0:
+        raise ValueError(f"train.alpha={cfg.train.alpha} is outside [0, 1]")
+    if cfg.train.mode not in ("offline", "online"):
+        raise ValueError(f"train.mode={cfg.train.mode!r}: expected 'offline' or 'online'")
+    if cfg.sampler.samples_per_prompt < 1 or cfg.eval.samples_per_prompt < 1:
+        raise ValueError("sampler.samples_per_prompt and eval.samples_per_prompt must be >= 1")
+    bad_k = [k for k in cfg.eval.ks if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
+    if bad_k:
+        raise ValueError(f"eval.ks {bad_k} must lie in [1, eval.samples_per_prompt={cfg.eval.samples_per_prompt}]")
+    if cfg.logger.backend not in ("wandb", "none"):
+        raise ValueError(f"logger.backend={cfg.logger.backend!r}: expected 'wandb' or 'none'")
+
+
+def to_container(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True)

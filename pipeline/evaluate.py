@@ -1,0 +1,80 @@
+"""The `evaluate` stage: n samples per eval theorem, verified, giving per-theorem counts and pass@k.
+
+The base model and the trained policy are evaluated the same way. The base evaluation's key does
+not depend on the objective, so every run of a sweep shares one base evaluation through the store.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from pipeline.context import Context
+from pipeline.data import load_theorems
+from pipeline.metrics import pass_at_k
+from pipeline.store import Artifact, read_parquet, write_json, write_parquet
+
+VERSION = 1
+
+
+def evaluate_model(ctx: Context, model: Artifact, label: str) -> Artifact:
+    from pipeline.sample import generate_samples
+    from pipeline.verify import verify_samples
+
+    cfg, ecfg = ctx.cfg, ctx.cfg.eval
+    theorems = load_theorems(cfg.dataset.eval_path, cfg.dataset.eval_limit)
+    samples = generate_samples(
+        ctx, model, theorems, split="eval", n=ecfg.samples_per_prompt, temperature=ecfg.temperature,
+        top_p=ecfg.top_p, max_new_tokens=cfg.sampler.max_new_tokens, seed=cfg.sampler.seed,
+        batch_size=cfg.sampler.batch_size, prompts_per_shard=cfg.sampler.prompts_per_shard, label=f"sample[{label}]")
+    verdicts = verify_samples(ctx, samples, label=f"verify[{label}]")
+    ks = sorted({int(k) for k in ecfg.ks})
+    art = ctx.store.artifact("evaluate", {"ks": ks}, inputs={"verdicts": verdicts}, version=VERSION)
+    if art.done:
+        ctx.announce(f"evaluate[{label}]", art, reused=True, detail=_headline(art))
+        return art
+    with ctx.store.lock(art):
+        counts = read_parquet(verdicts.file("per_theorem.parquet"))
+        table = pass_at_k_table(counts, ks)
+        summary = {f"pass@{k}": float(table[f"pass@{k}"].mean()) for k in ks}
+        summary.update(theorems=len(table), samples_per_theorem=int(table["n"].max()))
+        art.work.mkdir(parents=True, exist_ok=True)
+        write_parquet(art.work / "per_theorem.parquet", table)
+        write_json(art.work / "summary.json", summary)
+        ctx.log.log(summary, stage=f"evaluate[{label}]")
+        ctx.store.commit(art, {"label": label, "model": str(model), "summary": summary})
+    ctx.announce(f"evaluate[{label}]", art, reused=False, detail=_headline(art))
+    return art
+
+
+def pass_at_k_table(counts: pd.DataFrame, ks: list[int]) -> pd.DataFrame:
+    table = counts.copy()
+    for k in ks:
+        table[f"pass@{k}"] = [pass_at_k(int(n), int(c), k) if k <= n else np.nan
+                              for n, c in zip(table["n"], table["c"])]
+    return table
+
+
+def summary(art: Artifact) -> dict:
+    return json.loads(art.file("summary.json").read_text())
+
+
+def _headline(art: Artifact) -> str:
+    s = summary(art)
+    ks = sorted(int(k.split("@")[1]) for k in s if k.startswith("pass@"))
+    return ", ".join(f"pass@{k}={s[f'pass@{k}']:.3f}" for k in (ks[0], ks[-1]))
+
+
+def run_base(ctx: Context) -> Artifact:
+    from pipeline import pretrain
+
+    return evaluate_model(ctx, ctx.stage("pretrain", pretrain.run), "base")
+
+
+def run(ctx: Context) -> Artifact:
+    from pipeline import train
+
+    ctx.stage("evaluate_base", run_base)
+    return evaluate_model(ctx, ctx.stage("train", train.run), "trained")

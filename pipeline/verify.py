@@ -1,0 +1,64 @@
+"""The `verify` stage: every sample of a samples artifact gets a verdict from the configured backend.
+
+Verdicts are cached by (backend, version, statement, proof) under `<output_dir>/cache/`, so a
+repeated proof costs nothing and a verify stage killed midway redoes only what was not cached.
+`error` (the verifier itself failed) is kept as its own verdict: it is never counted as a pass.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from lean_env.cache import VerdictCache
+from lean_env.verifier import Item, get_backend, verify_items
+from pipeline.context import Context
+from pipeline.store import Artifact, read_parquet, write_parquet
+
+VERSION = 1
+
+
+def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Artifact:
+    vcfg = ctx.cfg.verifier
+    backend = get_backend(vcfg.backend)
+    key_cfg = {"backend": backend.name, "backend_version": backend.version, "timeout": vcfg.timeout}
+    art = ctx.store.artifact("verify", key_cfg, inputs={"samples": samples}, version=VERSION)
+    if art.done:
+        ctx.announce(label, art, reused=True)
+        return art
+    with ctx.store.lock(art):
+        if art.done:
+            ctx.announce(label, art, reused=True)
+            return art
+        df = read_parquet(samples.file("samples.parquet"))
+        items = [Item(id=f"{r.theorem_id}#{r.sample_idx}", statement=r.statement, proof=r.proof)
+                 for r in df.itertuples(index=False)]
+        cache = VerdictCache(ctx.output_dir / "cache" / "verdicts.sqlite") if vcfg.cache else None
+        started = time.time()
+        results = verify_items(items, backend, cache=cache, timeout=vcfg.timeout,
+                               workers=vcfg.workers, progress=ctx.cfg.progress)
+        seconds = time.time() - started
+        out = df.assign(verdict=[r.verdict for r in results], message=[r.message for r in results],
+                        seconds=[r.seconds for r in results])
+        counts = out["verdict"].value_counts().to_dict()
+        art.work.mkdir(parents=True, exist_ok=True)
+        write_parquet(art.work / "verdicts.parquet", out)
+        write_parquet(art.work / "per_theorem.parquet", per_theorem(out))
+        ctx.log.log({"proofs": len(out), "pass_rate": float((out.verdict == "pass").mean()),
+                     "proofs_per_s": len(out) / max(seconds, 1e-9)}, stage=label)
+        ctx.store.commit(art, {"verdicts": counts, "seconds": seconds, **key_cfg})
+    ctx.announce(label, art, reused=False, detail=", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return art
+
+
+def per_theorem(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """n samples and c passes per theorem, in first-appearance order."""
+    g = verdicts.assign(passed=verdicts["verdict"].eq("pass")).groupby("theorem_id", sort=False)
+    return pd.DataFrame({"n": g.size(), "c": g["passed"].sum().astype(int)}).reset_index()
+
+
+def run(ctx: Context) -> Artifact:
+    from pipeline import sample
+
+    return verify_samples(ctx, ctx.stage("sample", sample.run))

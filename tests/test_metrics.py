@@ -1,0 +1,52 @@
+import itertools
+from math import comb
+
+import numpy as np
+import pytest
+
+from pipeline.metrics import BUCKETS, bucket, pass_at_k, transition_matrix
+
+
+@pytest.mark.parametrize("n,c,k,expected", [(10, 3, 1, 0.3), (10, 3, 5, 0.916667), (200, 1, 100, 0.5)])
+def test_pass_at_k_reference_values(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_pass_at_k_matches_brute_force_enumeration(n):
+    # pass@k is the probability that a uniformly random k-subset of the n samples holds a success.
+    for c in range(n + 1):
+        outcomes = [1] * c + [0] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(itertools.combinations(range(n), k))
+            brute = sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
+            assert pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
+            assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k), abs=1e-12)
+
+
+def test_pass_at_k_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        pass_at_k(4, 5, 1)
+    with pytest.raises(ValueError):
+        pass_at_k(4, 1, 5)
+
+
+def test_buckets_on_boundaries():
+    assert bucket(256, 0) == "unsolvable"
+    assert bucket(256, 1) == "hard"
+    assert bucket(10, 1) == "hard"
+    assert bucket(10, 2) == "medium"  # exactly 20 % is medium
+    assert bucket(10, 8) == "medium"  # exactly 80 % is medium
+    assert bucket(10, 9) == "easy"
+
+
+def test_transition_matrix_counts_pairs():
+    base = ["easy", "medium", "hard", "hard", "unsolvable"]
+    trained = ["easy", "easy", "unsolvable", "medium", "unsolvable"]
+    m = transition_matrix(base, trained)
+    idx = {b: i for i, b in enumerate(BUCKETS)}
+    assert m.sum() == 5
+    assert m[idx["medium"], idx["easy"]] == 1
+    assert m[idx["hard"], idx["unsolvable"]] == 1
+    assert m[idx["hard"], idx["medium"]] == 1
+    assert np.trace(m) == 2
