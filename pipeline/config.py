@@ -88,9 +88,10 @@ class TrainConfig(ObjectiveConfig):
     mode: str = "offline"  # offline: one round on base samples; online: sample from the policy each round
     rounds: int = 1
     prompts_per_round: int = 0  # 0: every train theorem
-    samples_per_prompt: int = 8
+    # k samples per prompt: offline, the `sample` stage's sampler.samples_per_prompt; online, the
+    # same sampler settings drawn from the current policy each round.
     epochs_per_round: int = 1
-    micro_batch_size: int = 64
+    batch_size: int = 64  # sequences per optimiser step, rounded to whole prompts (objectives normalise per prompt)
     lr: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0

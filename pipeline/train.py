@@ -1,0 +1,262 @@
+"""The `train` stage: one readable loop, config in, checkpoint out.
+
+Each round: pick prompts → get k proofs per prompt (offline: the base model's verified samples from
+the `sample`/`verify` stages; online: fresh samples from the current policy, verified now) → score
+them under the proposal and the frozen base model → a few optimiser steps on the chosen objective.
+Offline training is the same loop with one round.
+
+Resumption: the round's scored data is saved before any step is taken, and a checkpoint (model,
+optimiser, step counters, RNG) every `checkpoint_every_steps`; batch order is a pure function of
+(seed, round, epoch), so a run killed at any point and restarted ends with the same weights as an
+uninterrupted one (same seed, CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.config import to_container
+from pipeline.context import Context
+from pipeline.data import load_theorems, prompts
+from pipeline.model import completion_logprobs, encode_prompts, load, model_dir
+from pipeline.objectives import ObjectiveBatch, compute_loss
+from pipeline.store import Artifact, read_parquet, write_parquet
+
+VERSION = 1
+
+
+def run(ctx: Context) -> Artifact:
+    from pipeline import pretrain, verify
+
+    base = ctx.stage("pretrain", pretrain.run)
+    base_samples = ctx.stage("verify", verify.run)
+    cfg = ctx.cfg
+    key_cfg = {"train": to_container(cfg.train), "dataset": [cfg.dataset.train_path, cfg.dataset.train_limit,
+               cfg.dataset.prompt_template, cfg.dataset.proof_prefix], "verifier": cfg.verifier.backend}
+    if cfg.train.mode == "online":
+        key_cfg["sampler"] = {k: cfg.sampler[k] for k in ("samples_per_prompt", "temperature", "top_p", "max_new_tokens")}
+    art = ctx.store.artifact("train", key_cfg, inputs={"base": base, "base_samples": base_samples}, version=VERSION)
+    if art.done:
+        ctx.announce("train", art, reused=True)
+        return art
+    with ctx.store.lock(art):
+        if not art.done:
+            stats = Trainer(ctx, art, base, base_samples).fit()
+            ctx.store.commit(art, {"objective": cfg.train.objective, "alpha": cfg.train.alpha, **stats})
+            ctx.announce("train", art, reused=False, detail=f"{stats['steps']} steps")
+            return art
+    ctx.announce("train", art, reused=True)
+    return art
+
+
+class Trainer:
+    def __init__(self, ctx: Context, art: Artifact, base: Artifact, base_samples: Artifact):
+        self.ctx, self.cfg, self.tcfg = ctx, ctx.cfg, ctx.cfg.train
+        self.art = art
+        self.work = art.work
+        self.work.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(self.tcfg.seed)
+        mcfg = self.cfg.model
+        self.policy, self.tokenizer = load(model_dir(base), mcfg.device, mcfg.dtype)
+        self.reference, _ = load(model_dir(base), mcfg.device, mcfg.dtype)
+        self.reference.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.tcfg.lr,
+                                           weight_decay=self.tcfg.weight_decay)
+        self.theorems = load_theorems(self.cfg.dataset.train_path, self.cfg.dataset.train_limit)
+        self.base_verdicts = read_parquet(base_samples.file("verdicts.parquet"))
+        self.log_z = _log_pass_rate(self.base_verdicts)
+        self.step = 0
+        self.position = (0, 0, 0)  # (round, epoch, batch) of the next optimiser step
+
+    # ---- the loop
+
+    def fit(self) -> dict:
+        self._resume()
+        started, tokens = time.time(), 0
+        for rnd in range(self.position[0], self.tcfg.rounds):
+            data = self._round_data(rnd)
+            groups = _group_slices(data)
+            per_step = max(1, self.tcfg.batch_size // max(1, len(groups[0])))
+            for epoch in range(self.position[1] if rnd == self.position[0] else 0, self.tcfg.epochs_per_round):
+                order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(
+                    _seed(self.tcfg.seed, rnd, epoch))).tolist()
+                batches = [order[i:i + per_step] for i in range(0, len(order), per_step)]
+                first = self.position[2] if (rnd, epoch) == self.position[:2] else 0
+                for b in range(first, len(batches)):
+                    rows = np.concatenate([np.arange(*groups[g]) for g in batches[b]])
+                    metrics = self._optimise(data.iloc[rows])
+                    tokens += int(metrics.pop("tokens"))
+                    self.step += 1
+                    self.position = (rnd, epoch, b + 1)
+                    metrics["tokens_per_s"] = tokens / max(time.time() - started, 1e-9)
+                    self.ctx.log.log(metrics, step=self.step, stage="train")
+                    if self.step % self.tcfg.checkpoint_every_steps == 0:
+                        self._checkpoint()
+                self.position = (rnd, epoch + 1, 0)
+            self.position = (rnd + 1, 0, 0)
+            self._checkpoint()
+        out = self.work / "model"
+        self.policy.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        return {"steps": self.step, "seconds": time.time() - started}
+
+    def _optimise(self, rows: pd.DataFrame) -> dict:
+        self.policy.train()
+        prompt_ids = [list(x) for x in rows["prompt_ids"]]
+        completion_ids = [list(x) for x in rows["token_ids"]]
+        policy_logp, mask = completion_logprobs(self.policy, prompt_ids, completion_ids)
+        batch = ObjectiveBatch(
+            policy_logp=policy_logp,
+            old_logp=_pad(rows["old_logp"], policy_logp.shape),
+            ref_logp=_pad(rows["ref_logp"], policy_logp.shape),
+            mask=mask.float(),
+            reward=torch.tensor(rows["reward"].to_numpy(), dtype=torch.float32),
+            group=torch.tensor(pd.factorize(rows["theorem_id"])[0], dtype=torch.long),
+            log_z=torch.tensor(rows.groupby("theorem_id", sort=False)["log_z"].first().to_numpy(), dtype=torch.float32),
+            is_ref_sample=torch.tensor(rows["is_ref_sample"].to_numpy(), dtype=torch.float32)
+            if "is_ref_sample" in rows else None,
+        )
+        loss, diagnostics = compute_loss(self.tcfg.objective, batch, self.tcfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.tcfg.grad_clip)
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), "reward": float(batch.reward.mean()), "grad_norm": float(grad_norm),
+                "tokens": int(mask.sum()), **{k: float(v) for k, v in diagnostics.items()}}
+
+    # ---- data for one round, saved before the first step so a resumed round sees the same data
+
+    def _round_data(self, rnd: int) -> pd.DataFrame:
+        path = self.work / f"round-{rnd:04d}.parquet"
+        if path.exists():
+            return read_parquet(path)
+        if self.tcfg.mode == "offline":
+            data = self._offline_samples(rnd)
+        else:
+            data = self._online_samples(rnd)
+            if self.tcfg.objective == "dph_rl":
+                # DPH-RL's divergence term needs the initial policy's own samples of the same prompts.
+                data = _interleave_by_theorem(data, self._offline_samples(rnd))
+        data = self._score(data)
+        write_parquet(path, data)
+        acc = float(data["reward"].mean())
+        self.ctx.log.log({"round": rnd, "acceptance": acc, "samples": len(data)}, stage="train")
+        return data
+
+    def _round_theorems(self, rnd: int) -> pd.DataFrame:
+        n = self.tcfg.prompts_per_round or len(self.theorems)
+        if n >= len(self.theorems):
+            return self.theorems
+        perm = torch.randperm(len(self.theorems), generator=torch.Generator().manual_seed(_seed(self.tcfg.seed, rnd, -1)))
+        return self.theorems.iloc[sorted(perm[:n].tolist())]
+
+    def _offline_samples(self, rnd: int) -> pd.DataFrame:
+        ids = set(self._round_theorems(rnd)["id"])
+        v = self.base_verdicts[self.base_verdicts["theorem_id"].isin(ids)]
+        return v.assign(reward=v["verdict"].eq("pass").astype(float), sampled_by="base")
+
+    def _online_samples(self, rnd: int) -> pd.DataFrame:
+        from lean_env.cache import VerdictCache
+        from lean_env.verifier import Item, get_backend, verify_items
+        from pipeline.sampler import sample
+
+        theorems = self._round_theorems(rnd)
+        scfg, vcfg = self.cfg.sampler, self.cfg.verifier
+        self.policy.eval()
+        records = sample(self.policy, self.tokenizer, prompts(theorems, self.cfg.dataset.prompt_template),
+                         n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
+                         max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
+                         seed=_seed(scfg.seed, rnd, 0), progress=self.cfg.progress, desc=f"round {rnd} sample")
+        df = pd.DataFrame(records)
+        df["theorem_id"] = theorems["id"].to_numpy()[df["prompt_idx"]]
+        df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
+        df["proof"] = self.cfg.dataset.proof_prefix + df["completion"]
+        cache = VerdictCache(self.ctx.output_dir / "cache" / "verdicts.sqlite") if vcfg.cache else None
+        results = verify_items([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],
+                               get_backend(vcfg.backend), cache=cache, timeout=vcfg.timeout,
+                               workers=vcfg.workers, progress=self.cfg.progress)
+        df["verdict"] = [r.verdict for r in results]
+        return df.assign(reward=df["verdict"].eq("pass").astype(float), sampled_by="policy")
+
+    @torch.no_grad()
+    def _score(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Token log-probs under the proposal (the model that sampled, at its temperature) and the base model."""
+        data = data.reset_index(drop=True).copy()
+        prompt_text = prompts(data, self.cfg.dataset.prompt_template)
+        data["prompt_ids"] = encode_prompts(self.tokenizer, prompt_text)
+        temperature = self.cfg.sampler.temperature
+        self.policy.eval()
+        old, ref = [], []
+        for start in range(0, len(data), self.tcfg.batch_size):
+            chunk = data.iloc[start:start + self.tcfg.batch_size]
+            p_ids, c_ids = list(chunk["prompt_ids"]), [list(x) for x in chunk["token_ids"]]
+            lp_ref, mask = completion_logprobs(self.reference, p_ids, c_ids)
+            by_base = chunk["sampled_by"].eq("base").to_numpy()
+            lp_base = lp_ref if temperature == 1.0 else completion_logprobs(self.reference, p_ids, c_ids, temperature=temperature)[0]
+            lp_old = lp_base if by_base.all() else completion_logprobs(self.policy, p_ids, c_ids, temperature=temperature)[0]
+            for i in range(len(chunk)):
+                n = int(mask[i].sum())
+                ref.append(lp_ref[i, :n].tolist())
+                old.append((lp_base if by_base[i] else lp_old)[i, :n].tolist())
+        data["ref_logp"], data["old_logp"] = ref, old
+        data["log_z"] = data["theorem_id"].map(self.log_z).fillna(-math.inf)
+        return data
+
+    # ---- checkpoints
+
+    def _checkpoint(self) -> None:
+        state = {"model": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                 "position": self.position, "torch_rng": torch.get_rng_state()}
+        tmp = self.work / "checkpoint.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.work / "checkpoint.pt")
+
+    def _resume(self) -> None:
+        path = self.work / "checkpoint.pt"
+        if not path.exists():
+            return
+        state = torch.load(path, weights_only=False)
+        self.policy.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.position = state["step"], tuple(state["position"])
+        torch.set_rng_state(state["torch_rng"])
+        print(f"[train] resuming at step {self.step}, round/epoch/batch {self.position}", flush=True)
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) % (2**32) for p in parts]).generate_state(1)[0])
+
+
+def _group_slices(data: pd.DataFrame) -> list[tuple[int, int]]:
+    """Row ranges of each theorem's samples (rows are stored grouped by theorem)."""
+    ids = data["theorem_id"].to_numpy()
+    starts = [0] + [i for i in range(1, len(ids)) if ids[i] != ids[i - 1]]
+    return list(zip(starts, starts[1:] + [len(ids)]))
+
+
+def _interleave_by_theorem(policy_rows: pd.DataFrame, base_rows: pd.DataFrame) -> pd.DataFrame:
+    """Policy samples and base samples of the same prompts, grouped by theorem (policy rows first)."""
+    both = pd.concat([policy_rows.assign(is_ref_sample=0.0), base_rows.assign(is_ref_sample=1.0)], ignore_index=True)
+    order = {t: i for i, t in enumerate(pd.unique(policy_rows["theorem_id"]))}
+    return both.sort_values("theorem_id", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+
+
+def _pad(column: pd.Series, shape) -> torch.Tensor:
+    out = torch.zeros(shape, dtype=torch.float32)
+    for i, values in enumerate(column):
+        out[i, :len(values)] = torch.as_tensor(np.asarray(values, dtype=np.float32))
+    return out
+
+
+def _log_pass_rate(verdicts: pd.DataFrame) -> dict[str, float]:
+    """log Ẑ(x): with base samples (q = a) the importance-sampling estimate of Z is the pass rate."""
+    rate = verdicts.assign(p=verdicts["verdict"].eq("pass")).groupby("theorem_id")["p"].mean()
+    with np.errstate(divide="ignore"):
+        return {k: float(np.log(v)) for k, v in rate.items()}

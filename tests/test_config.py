@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from pipeline.config import register, validate
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
+TRAIN_CONFIGS = sorted(p.stem for p in (Path(CONF) / "train").glob("*.yaml"))
+
+register()
+
+
+def _compose(overrides):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def test_default_config_composes_and_validates():
+    cfg = _compose([])
+    validate(cfg)
+    assert cfg.model.name == "tiny_prop"
+    assert cfg.stages[0] == "pretrain"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(experiment):
+    validate(_compose([f"+experiment={experiment}"]))
+
+
+@pytest.mark.parametrize("train", TRAIN_CONFIGS)
+def test_every_train_config_composes(train):
+    cfg = _compose([f"train={train}"])
+    validate(cfg)
+    assert cfg.train.objective
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(ConfigCompositionException, match="hidden_sizee"):
+        _compose(["model.hidden_sizee=3"])
+
+
+def test_wrong_type_is_an_error_naming_the_key():
+    with pytest.raises(ConfigCompositionException) as e:
+        _compose(["train.lr=fast"])
+    assert "train.lr" in str(e.value.__cause__) or "lr" in str(e.value)
+    assert isinstance(e.value.__cause__, ValidationError)
+
+
+def test_semantic_checks_name_the_key():
+    cfg = _compose(["train.alpha=1.5"])
+    with pytest.raises(ValueError, match="train.alpha"):
+        validate(cfg)
+    cfg = _compose(["stages=[sample,fly]"])
+    with pytest.raises(ValueError, match="fly"):
+        validate(cfg)
