@@ -25,6 +25,7 @@ import torch
 from pipeline.config import to_container
 from pipeline.context import Context
 from pipeline.data import load_theorems, prompts
+from pipeline.faults import maybe_die
 from pipeline.model import completion_logprobs, encode_prompts, load, model_dir
 from pipeline.objectives import ObjectiveBatch, compute_loss
 from pipeline.store import Artifact, read_parquet, write_parquet
@@ -99,6 +100,7 @@ class Trainer:
                     self.ctx.log.log(metrics, step=self.step, stage="train")
                     if self.step % self.tcfg.checkpoint_every_steps == 0:
                         self._checkpoint()
+                    maybe_die("train", "step", self.step)
                 self.position = (rnd, epoch + 1, 0)
             self.position = (rnd + 1, 0, 0)
             self._checkpoint()
