@@ -1,0 +1,457 @@
+"""The proof guard: refuse proofs that could "pass" without proving anything.
+
+Every backend (the `prop` checker now, Lean REPL and LeanDojo later) sees a proof only after
+`guard(statement, proof)` accepted it; a refusal becomes the verdict `invalid` and names the rule
+that fired (`GuardResult.rule`), so reports can count which escape hatch a model tried.
+
+How it works, in order:
+
+1. Character checks on the raw text. Invisible characters and bidi controls are refused even
+   inside comments, because they make the text a reviewer reads differ from what Lean parses
+   ("Trojan Source"). Non-NFC text is refused too.
+2. A small lexer that follows Lean 4's own rules for comments (`--` to end of line, `/- -/`
+   nesting), string and char literals (a `--` inside `"…"` is not a comment) and identifiers
+   (letters, digits, `_`, `'`, `!`, `?`, subscripts, Greek, letter-like symbols, dotted parts,
+   `«…»`). Keywords are then matched against whole tokens, so `sorry_free`, `my_axiom_lemma` or
+   `hsorry` are honest identifiers and pass, while `sorry`, `(sorry)` and `;sorry` do not.
+   Where the lexer cannot be exact it errs towards seeing *more* code than Lean does (e.g. a
+   number is only its digits, so `2sorry` is read as `2` then `sorry`): a false refusal costs one
+   sample, a missed `sorry` poisons a training set.
+3. Look-alike letters (Cyrillic, Latin-looking Greek capitals, fullwidth forms) and `\\u`/`\\x`
+   escapes in the code (comments stripped), then the keyword and pattern rules on the tokens.
+
+The guard is a first line of defence, not a proof of soundness: a backend that runs real Lean
+should still check the axioms the final theorem depends on.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    ok: bool
+    rule: str = ""  # which rule refused the text; "" when ok
+    message: str = ""
+
+
+ACCEPTED = GuardResult(True)
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    # `set_option NAME … in` is refused unless NAME is listed (e.g. "maxHeartbeats").
+    allowed_options: frozenset[str] = frozenset()
+    # Extra top-level declarations in the proof (e.g. {"lemma"} for helper lemmas) are refused
+    # unless their keyword is listed.
+    allowed_declarations: frozenset[str] = frozenset()
+
+
+DEFAULT_CONFIG = GuardConfig()
+
+
+# --- the rules -------------------------------------------------------------------------------
+
+# A whole identifier token -> the rule it breaks.
+_DECLARATIONS = ("theorem", "lemma", "def", "example", "abbrev", "structure", "inductive",
+                 "class", "coinductive", "constant", "irreducible_def", "alias")
+_COMMANDS = ("mutual", "variable", "universe", "deriving", "export", "include", "omit",
+             "initialize", "builtin_initialize", "noncomputable", "private", "protected",
+             "add_decl_doc", "library_note", "register_option", "assert_not_exists")
+KEYWORD_RULES: dict[str, str] = {
+    "sorry": "sorry",
+    "admit": "admit",
+    "stop": "stop",  # `stop` is `repeat sorry`
+    "apply?": "apply?",
+    "exact?": "exact?",
+    "library_search": "library_search",
+    "native_decide": "native_decide",
+    "axiom": "axiom",
+    "opaque": "opaque",
+    "implemented_by": "implemented_by",
+    "extern": "extern",
+    "unsafe": "unsafe",
+    "partial": "partial",
+    "set_option": "set_option",
+    "run_cmd": "run_cmd",
+    "run_tac": "run_tac",
+    "run_elab": "run_elab",
+    "run_meta": "run_meta",
+    "elab": "elab",
+    "elab_rules": "elab",
+    "by_elab": "elab",
+    "macro": "macro",
+    "macro_rules": "macro_rules",
+    "syntax": "syntax",
+    "declare_syntax_cat": "syntax",
+    "notation": "notation",
+    "infix": "infix",
+    "infixl": "infix",
+    "infixr": "infix",
+    "prefix": "prefix",
+    "postfix": "postfix",
+    "instance": "instance",
+    "attribute": "attribute",
+    "import": "import",
+    "open": "open",
+    "namespace": "namespace",
+    "section": "section",
+    "end": "end",
+    "local": "local",
+    "scoped": "scoped",
+    "where": "where",  # `where` introduces auxiliary declarations
+    **{kw: "declaration" for kw in _DECLARATIONS},
+    **{kw: "command" for kw in _COMMANDS},
+}
+
+# Constants that prove anything or skip the kernel. Matched against every dotted part of an
+# identifier, so `Lean.ofReduceBool` and `@_root_.sorryAx` are caught too.
+CONSTANT_RULES: dict[str, str] = {
+    "sorryAx": "sorry",
+    "ofReduceBool": "native_decide",
+    "ofReduceNat": "native_decide",
+    "reduceBool": "native_decide",
+    "reduceNat": "native_decide",
+    "trustCompiler": "native_decide",
+    "unsafeCast": "unsafe",
+    "unsafeIO": "unsafe",
+    "unsafeBaseIO": "unsafe",
+    "unsafeEIO": "unsafe",
+    "lcProof": "unsafe",
+    "lcUnreachable": "unsafe",
+}
+
+# `decide := true`, `native := true`, `kernel := true` in a tactic config, and the `+decide`,
+# `+native`, `+kernel` flag spellings of the same options.
+_BYPASS_OPTIONS = frozenset({"decide", "native", "kernel"})
+_HASH_RULES = {"eval": "#eval", "exit": "#exit", "print": "#print"}  # any other `#x`: "#command"
+# Token texts that may break a rule; any other plain identifier or symbol is skipped quickly.
+_WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTIONS | {":=", "#", "@[", "`(", "`[", "+"}
+# Every rule needs one of these substrings: a watched word, or a character that starts a
+# comment, string, «name», command, attribute, quotation or escape, or `:=` at column 0. Text
+# without any of them cannot be refused by a token rule, so lexing it can be skipped: most
+# honest proofs take this path, and the lexer is the guard's main cost.
+_SUSPECT = re.compile("|".join(
+    [re.escape(w) for w in sorted(_WATCHED - {":=", "+"}, key=len, reverse=True)]
+    + ["--", "/-", '"', "«", "#", "@", "`", r"\\", "\n:="]))
+
+# --- characters ------------------------------------------------------------------------------
+
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Zero-width and other invisible or odd space characters (category Cf is checked separately).
+_INVISIBLE = re.compile("[\u00a0\u00ad\u034f\u115f\u1160\u180e\u2000-\u200d\u2028-\u202f"
+                        "\u205f-\u2064\u3000\u3164\ufeff\uffa0]")
+_ALLOWED_CONTROLS = frozenset("\n\t\r")
+_ASCII_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+_FULLWIDTH = re.compile("[\uff01-\uff60\uffe0-\uffe6]")
+# Letters that look Latin: all of Cyrillic, Armenian and Cherokee; the Greek capitals that are
+# drawn like Latin ones and omicron. Other Greek (α, β, ι, λ, σ, …) is ordinary Lean.
+_LOOKALIKE = re.compile("[\u0400-\u052f\u1c80-\u1c8f\u2de0-\u2dff\ua640-\ua69f"
+                        "\u0530-\u058f\u13a0-\u13ff\uab70-\uabbf"
+                        "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1"
+                        "\u03a4\u03a5\u03a7\u03bf\u037f\u03f2\u03f3\u03f9"
+                        "\u01c3\u02d0\u2024\u2236\ua789]")  # ǃ ː ․ ∶ ꞉ look like ! : . : :
+_ESCAPE = re.compile(r"\\[uUxX]")
+
+# --- the lexer -------------------------------------------------------------------------------
+
+# Lean's `isLetterLike` (Greek without λ Π Σ, Coptic, Greek extended, letter-like symbols, some
+# mathematical alphanumerics) and `isSubScriptAlnum`, as regex character-class bodies.
+_LETTERLIKE = ("\u03b1-\u03ba\u03bc-\u03c9\u0391-\u039f\u03a1\u03a2\u03a4-\u03a9"
+               "\u03ca-\u03fb\u1f00-\u1ffe\u2100-\u214f\U0001d49c-\U0001d59f")
+_SUBSCRIPT = "\u2080-\u2089\u2090-\u209c\u1d62-\u1d6a"
+_ID_START = f"A-Za-z_{_LETTERLIKE}"
+_ID_REST = f"A-Za-z0-9_'!?{_LETTERLIKE}{_SUBSCRIPT}"
+_ID_PART = f"(?:«[^»]*»|[{_ID_START}][{_ID_REST}]*)"
+
+_ID = f"{_ID_PART}(?:\\.{_ID_PART})*"
+
+# One alternative per kind of lexeme, tried in this order after skipping whitespace;
+# `m.lastgroup` says which one matched. Order matters: comments before symbols, raw strings
+# before identifiers.
+_LEXEME = re.compile(
+    r"\s*(?:"
+    r"(?P<line_comment>--[^\n]*)"
+    r"|(?P<block_comment>/-)"
+    r'|(?P<string>"(?:[^"\\]|\\.)*")'
+    r'|(?P<raw_string>r(?P<hashes>#*)".*?"(?P=hashes))'
+    r'|(?P<open_string>r#*"|")'
+    r"|(?P<char>'(?:\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)|[^\\'\n])')"
+    f"|(?P<ident>{_ID})"
+    r"|(?P<open_ident>«)"
+    r"|(?P<number>0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|[0-9]+)"
+    r"|(?P<symbol>:=|@\[|`\(|`\[|.)"
+    r"|(?P<end>\Z))",
+    re.S,
+)
+_COMMENT_EDGE = re.compile(r"-/|/-")
+
+
+class Token(NamedTuple):
+    kind: str  # "ident", "string", "char", "number" or "symbol"
+    text: str
+    start: int  # offset in the text
+    end: int
+
+
+_new_token = tuple.__new__  # skips NamedTuple's slower keyword-handling constructor
+
+
+def ident_parts(name: str) -> list[str]:
+    """Dotted parts of an identifier, «» removed: `Lean.«ofReduceBool»` -> [Lean, ofReduceBool]."""
+    if "«" not in name:
+        return name.split(".")
+    return [p.strip("«»") for p in re.findall(_ID_PART, name)]
+
+
+class Refused(Exception):
+    def __init__(self, rule: str, message: str):
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+def tokenize(text: str) -> tuple[list[Token], str]:
+    """Tokens of `text` without comments, and the text with comments replaced by spaces.
+
+    Newlines inside comments are kept, so lines and columns in the stripped text match the
+    original. Raises `Refused` on an unterminated comment, string or «identifier»: Lean would run
+    it to the end of the file and swallow whatever a backend appends after the proof.
+    """
+    tokens: list[Token] = []
+    comments: list[tuple[int, int]] = []
+    pos: int | None = 0
+    while pos is not None:
+        pos = _scan(text, pos, tokens, comments)
+    return tokens, _blank_spans(text, comments)
+
+
+_TOKEN_KINDS = {"ident": "ident", "symbol": "symbol", "number": "number", "string": "string",
+                "raw_string": "string", "char": "char"}
+
+
+def _scan(text: str, pos: int, tokens: list[Token], comments: list[tuple[int, int]]) -> int | None:
+    """Lex from `pos` up to the end (returns None) or past the next block comment (returns its end).
+
+    `finditer` drives the loop in C, which matters: the guard runs on every sample. It cannot
+    skip text, because the `symbol` alternative matches any character.
+    """
+    for m in _LEXEME.finditer(text, pos):
+        kind = m.lastgroup
+        token_kind = _TOKEN_KINDS.get(kind)
+        if token_kind is not None:
+            tokens.append(_new_token(Token, (token_kind, m.group(kind), m.start(kind), m.end())))
+        elif kind == "line_comment":
+            comments.append(m.span(kind))
+        elif kind == "block_comment":
+            start = m.start(kind)
+            end = _block_comment_end(text, start)  # nesting is beyond a regex
+            comments.append((start, end))
+            return end
+        elif kind == "open_string":
+            raise Refused("unterminated_string", f"unterminated string literal at {_at(text, m.start(kind))}")
+        elif kind == "open_ident":
+            raise Refused("unterminated_ident", f"unterminated «identifier» at {_at(text, m.start(kind))}")
+    return None
+
+
+def _at(text: str, offset: int) -> str:
+    """`line L, col C` (1-based) of an offset, for messages."""
+    line = text.count("\n", 0, offset)
+    return f"line {line + 1}, col {offset - (text.rfind(chr(10), 0, offset) + 1) + 1}"
+
+
+def _blank_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with the given spans replaced by spaces, newlines kept."""
+    if not spans:
+        return text
+    pieces, prev = [], 0
+    for start, end in spans:
+        pieces.append(text[prev:start])
+        pieces.append(re.sub(r"[^\n]", " ", text[start:end]))
+        prev = end
+    pieces.append(text[prev:])
+    return "".join(pieces)
+
+
+def _block_comment_end(text: str, start: int) -> int:
+    """End offset of the nested `/- … -/` comment opening at `start` (Lean's finishCommentBlock)."""
+    depth, i = 1, start + 2
+    while m := _COMMENT_EDGE.search(text, i):
+        depth += 1 if m.group() == "/-" else -1
+        i = m.end()
+        if depth == 0:
+            return i
+    raise Refused("unterminated_comment", f"unterminated /- comment starting at {_at(text, start)}")
+
+
+def strip_comments(text: str) -> str:
+    """`text` with every comment replaced by spaces (newlines kept); strings are left alone."""
+    return tokenize(text)[1]
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def _check_characters(text: str) -> None:
+    """Characters refused anywhere, comments included."""
+    if m := _ASCII_CONTROL.search(text):
+        raise Refused("control_char", f"control character U+{ord(m.group()):04X} at {_at(text, m.start())}")
+    if text.isascii():
+        return
+    if m := _BIDI.search(text):
+        raise Refused("bidi", f"bidirectional control U+{ord(m.group()):04X} at {_at(text, m.start())}")
+    if m := _INVISIBLE.search(text):
+        raise Refused("invisible", f"invisible character U+{ord(m.group()):04X} at {_at(text, m.start())}")
+    for ch in sorted(set(_NON_ASCII.findall(text)), key=text.index):
+        cat = unicodedata.category(ch)
+        if cat == "Cc":
+            raise Refused("control_char", f"control character U+{ord(ch):04X} at {_at(text, text.index(ch))}")
+        if cat == "Cf" or cat in ("Zs", "Zl", "Zp"):
+            raise Refused("invisible", f"invisible character U+{ord(ch):04X} at {_at(text, text.index(ch))}")
+        if cat in ("Cn", "Co", "Cs"):
+            raise Refused("unassigned_char",
+                          f"unassigned or private-use character U+{ord(ch):04X} at {_at(text, text.index(ch))}")
+    if not unicodedata.is_normalized("NFC", text):
+        raise Refused("non_nfc", "text is not in Unicode normal form NFC")
+
+
+def _check_code_characters(text: str) -> None:
+    """Characters refused outside comments (`text` has its comments blanked out)."""
+    if m := _ESCAPE.search(text):
+        raise Refused("escape", f"escape sequence {m.group()!r} at {_at(text, m.start())}")
+    if text.isascii():
+        return
+    if m := _FULLWIDTH.search(text):
+        raise Refused("fullwidth", f"fullwidth character {m.group()!r} at {_at(text, m.start())}")
+    if m := _LOOKALIKE.search(text):
+        raise Refused("lookalike", f"character {m.group()!r} (U+{ord(m.group()):04X}) looks like a Latin one, at {_at(text, m.start())}")
+    for ch in sorted(set(_NON_ASCII.findall(text)), key=text.index):
+        if unicodedata.category(ch) in ("Mn", "Me"):
+            raise Refused("combining_mark", f"combining mark U+{ord(ch):04X} at {_at(text, text.index(ch))}")
+
+
+def _check_tokens(text: str, tokens: list[Token], config: GuardConfig, where: str, skip: int = 0) -> None:
+    """Keyword and pattern rules over the tokens from index `skip` on."""
+    for k in range(skip, len(tokens)):
+        tok = tokens[k]
+        if tok.text not in _WATCHED and tok.kind in ("symbol", "number", "char"):
+            continue  # fast path: most tokens are `(`, `⟨`, `h.1`, …
+        if tok.kind == "ident" and tok.text not in _WATCHED and "." not in tok.text and "«" not in tok.text:
+            continue
+        found = _rule_at(text, tokens, k, config)
+        if found:
+            rule, offence = found
+            raise Refused(rule, f"{offence} at {where} {_at(text, tokens[k].start)}")
+
+
+def _rule_at(text: str, tokens: list[Token], k: int, config: GuardConfig) -> tuple[str, str] | None:
+    """(rule, offence) if the token at `k` breaks a rule, else None."""
+    tok = tokens[k]
+    nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+    if tok.kind == "ident":
+        return _ident_rule(tok, nxt, tokens[k + 2] if k + 2 < len(tokens) else None, config)
+    adjacent = nxt is not None and nxt.start == tok.end
+    prev = tokens[k - 1] if k > 0 else None
+    if tok.kind == "string" and prev is not None and prev.kind == "ident" and prev.text.endswith("!"):
+        # `s!"…{e}…"`, `m!"…"`: code hides inside the braces of an interpolated string
+        return "interpolated_string", f'interpolated string {prev.text}"…"'
+    if tok.text == ":=" and tok.start > 0 and text[tok.start - 1] == "\n":
+        return "top_level", "`:=` at column 0 (the start of another declaration)"
+    if tok.text == "#" and adjacent and nxt.kind == "ident":
+        return _HASH_RULES.get(nxt.text, "#command"), f"command #{nxt.text}"
+    if tok.text == "@[":
+        return "attribute", "attribute @[…]"
+    if tok.text in ("`(", "`["):
+        return "quotation", f"syntax quotation {tok.text}"
+    if tok.text == "+" and adjacent and nxt.kind == "ident" and nxt.text in _BYPASS_OPTIONS:
+        return "kernel_bypass", f"option +{nxt.text}"
+    return None
+
+
+def _ident_rule(tok: Token, nxt: Token | None, after: Token | None, config: GuardConfig) -> tuple[str, str] | None:
+    parts = ident_parts(tok.text)
+    name = ".".join(parts)
+    rule = KEYWORD_RULES.get(name)
+    if rule == "declaration" and name in config.allowed_declarations:
+        return None
+    if rule == "set_option":
+        option = nxt.text if nxt is not None and nxt.kind == "ident" else "?"
+        if option in config.allowed_options:
+            return None
+        return "set_option", f"set_option {option} (not in the allowed options)"
+    if rule:
+        return rule, f"`{tok.text}`"
+    for part in parts:
+        if part in CONSTANT_RULES:
+            return CONSTANT_RULES[part], f"constant `{tok.text}`"
+    if name in _BYPASS_OPTIONS and nxt is not None and nxt.text == ":=" and after is not None \
+            and after.text == "true":
+        return "kernel_bypass", f"option {name} := true"
+    return None
+
+
+def _lex(text: str) -> list[Token]:
+    """Tokens of `text`, after the character checks."""
+    _check_characters(text)
+    tokens, code = tokenize(text)
+    _check_code_characters(code)
+    return tokens
+
+
+@functools.lru_cache(maxsize=4096)  # a batch holds many samples of few statements
+def guard_statement(statement: str, config: GuardConfig = DEFAULT_CONFIG) -> GuardResult:
+    """The statement must be one `theorem NAME … : TYPE` header, with no `:=`."""
+    try:
+        tokens = _lex(statement)
+        if len(tokens) < 2 or tokens[0].text != "theorem":
+            raise Refused("statement", "statement must start with `theorem NAME`")
+        name = tokens[1]
+        if name.kind != "ident" or ".".join(ident_parts(name.text)) in KEYWORD_RULES:
+            raise Refused("statement", f"`{name.text}` is not a theorem name")
+        if any(t.text == ":=" for t in tokens):
+            raise Refused("statement", "statement must not contain `:=`")
+        if not _has_top_level_colon(tokens[2:]):
+            raise Refused("statement", "statement has no `: TYPE` after its binders")
+        _check_tokens(statement, tokens, config, "statement", skip=1)
+    except Refused as r:
+        return GuardResult(False, r.rule, r.message)
+    return ACCEPTED
+
+
+def _has_top_level_colon(tokens: list[Token]) -> bool:
+    depth = 0
+    for t in tokens:
+        if t.text in ("(", "[", "{", "⟨", "⦃"):
+            depth += 1
+        elif t.text in (")", "]", "}", "⟩", "⦄"):
+            depth -= 1
+        elif t.text == ":" and depth == 0:
+            return True
+    return False
+
+
+def guard_proof(proof: str, config: GuardConfig = DEFAULT_CONFIG) -> GuardResult:
+    """Refuse a proof (the text after `:=`) that uses a forbidden construct."""
+    try:
+        if _SUSPECT.search(proof):
+            _check_tokens(proof, _lex(proof), config, "proof")
+        else:  # see _SUSPECT; there are no comments either, so the code is the whole text
+            _check_characters(proof)
+            _check_code_characters(proof)
+    except Refused as r:
+        return GuardResult(False, r.rule, r.message)
+    return ACCEPTED
+
+
+def guard(statement: str, proof: str, config: GuardConfig | None = None) -> GuardResult:
+    """Check the statement, then the proof; the first refusal wins."""
+    config = config or DEFAULT_CONFIG
+    result = guard_statement(statement, config)
+    return result if not result.ok else guard_proof(proof, config)

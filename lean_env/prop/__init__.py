@@ -1,0 +1,1 @@
+"""The embedded benchmark: propositional theorems in core Lean 4, their checker and generators."""

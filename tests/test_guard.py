@@ -1,0 +1,394 @@
+"""The proof guard: every rule in several spellings, and honest proofs that merely look suspicious."""
+
+import pytest
+
+from lean_env.guard import KEYWORD_RULES, GuardConfig, guard, guard_proof, guard_statement, strip_comments
+
+STATEMENT = "theorem t (p q : Prop) (h : p) : p"
+
+# (proof, rule that must fire)
+REFUSED = [
+    # sorry and friends
+    ("by sorry", "sorry"),
+    ("by\n  sorry", "sorry"),
+    ("by   sorry   ", "sorry"),
+    ("by intro h; sorry", "sorry"),
+    ("by intro h;sorry", "sorry"),
+    ("by\n  intro h\n  exact (sorry)", "sorry"),
+    ("⟨sorry, h⟩", "sorry"),
+    ("by constructor <;>sorry", "sorry"),
+    ("by\n  constructor\n  · sorry\n  · exact h", "sorry"),
+    ("by /- a comment -/ sorry", "sorry"),
+    ("by exact h -- a comment\n  sorry", "sorry"),
+    ("by /- /- -/ -/ sorry", "sorry"),
+    ("by /- -/ -/ sorry", "sorry"),
+    ('by /- "-/ sorry -/ exact h', "sorry"),  # like Lean, comments know nothing of strings
+    ('by /- "-/" sorry', "unterminated_string"),
+    ("by -- /-\n  sorry", "sorry"),  # a block comment cannot start inside a line comment
+    ("by /--/ sorry", "sorry"),
+    ('by exact (fun _ => h) "--" ; sorry', "sorry"),  # `--` in a string is not a comment
+    ('by exact (fun _ => h) "a\\"--" ; sorry', "sorry"),  # nor after an escaped quote
+    ("by exact (fun _ => h) '\"' ; sorry", "sorry"),  # a char literal holding a quote
+    ("by exact sorryAx _ false", "sorry"),
+    ("by exact @sorryAx p false", "sorry"),
+    ("by exact _root_.sorryAx p false", "sorry"),
+    ("by exact «sorry»", "sorry"),
+    ("by exact 0xAsorry", "sorry"),
+    ("by exact 2sorry", "sorry"),
+    ("by\n  exact h\ndecreasing_by sorry", "sorry"),
+    ("by admit", "admit"),
+    ("by\n  intro h\n  admit", "admit"),
+    ("by intro h;admit", "admit"),
+    ("by\n  stop\n  exact h", "stop"),
+    # search tactics
+    ("by apply?", "apply?"),
+    ("by\n  intro h\n  apply?", "apply?"),
+    ("by first | apply? | rfl", "apply?"),
+    ("by exact?", "exact?"),
+    ("by intro h; exact?", "exact?"),
+    ("by library_search", "library_search"),
+    # kernel bypasses
+    ("by native_decide", "native_decide"),
+    ("by\n  native_decide", "native_decide"),
+    ("by exact of_decide_eq_true (by native_decide)", "native_decide"),
+    ("by exact Lean.ofReduceBool _ _ rfl", "native_decide"),
+    ("by exact Lean.«ofReduceBool» _ _ rfl", "native_decide"),
+    ("by exact (Lean.trustCompiler)", "native_decide"),
+    ("by simp (config := { decide := true })", "kernel_bypass"),
+    ("by simp (config := {decide:=true})", "kernel_bypass"),
+    ("by decide (config := { kernel := true })", "kernel_bypass"),
+    ("by decide +native", "kernel_bypass"),
+    ("by simp +decide", "kernel_bypass"),
+    # declarations that assume or hide things
+    ("by\n  exact h\naxiom ax : False", "axiom"),
+    ("axiom ax : False", "axiom"),
+    ("by exact h\nopaque x : Nat", "opaque"),
+    ("by\n  implemented_by foo", "implemented_by"),
+    ('by extern "c_fn"', "extern"),
+    ("by exact unsafeCast h", "unsafe"),
+    ("by exact h\nunsafe def f : Nat := 1", "unsafe"),
+    ("by exact h\npartial def f : Nat → Nat := f", "partial"),
+    ("by exact lcProof", "unsafe"),
+    # options
+    ("set_option maxHeartbeats 0 in\nby simp", "set_option"),
+    ("by\n  set_option maxRecDepth 10000 in\n  simp", "set_option"),
+    ("by set_option debug.skipKernelTC true in exact h", "set_option"),
+    # commands
+    ("by exact h\n#eval 1", "#eval"),
+    ("by exact h\n  #eval IO.println 1", "#eval"),
+    ("#eval 1", "#eval"),
+    ("by exact h\n#exit", "#exit"),
+    ("by exact h\n#print axioms t", "#print"),
+    ("by exact h\n#check t", "#command"),
+    ("by exact h\n#reduce 1", "#command"),
+    ("by exact h\n#guard_msgs in\nexample : True := trivial", "#command"),
+    ("by exact h\nrun_cmd pure ()", "run_cmd"),
+    ("by run_tac pure ()", "run_tac"),
+    ("by exact h\nrun_elab pure ()", "run_elab"),
+    ("by exact h\nrun_meta pure ()", "run_meta"),
+    ('by exact h\nelab "foo" : tactic => pure ()', "elab"),
+    ("by_elab pure h", "elab"),
+    ('by exact h\nmacro "foo" : tactic => `(tactic| rfl)', "macro"),
+    ("by exact h\nmacro_rules | `(tactic| foo) => `(tactic| rfl)", "macro_rules"),
+    ('by exact h\nsyntax "foo" : tactic', "syntax"),
+    ('by exact h\nnotation "⊤⊤" => True', "notation"),
+    ('by exact h\ninfix:50 " ~~ " => And', "infix"),
+    ('by exact h\ninfixl:65 " +++ " => HAdd.hAdd', "infix"),
+    ('by exact h\ninfixr:65 " +++ " => HAdd.hAdd', "infix"),
+    ('by exact h\nprefix:max "√" => id', "prefix"),
+    ('by exact h\npostfix:max "!!" => id', "postfix"),
+    ("by exact h\ninstance : Inhabited Nat := ⟨0⟩", "instance"),
+    ("by exact h\nlocal instance : Inhabited Nat := ⟨0⟩", "local"),
+    ("by exact h\nattribute [simp] foo", "attribute"),
+    ("attribute [local simp] foo in\nby simp", "attribute"),
+    ("by exact h\n@[simp] theorem x : True := trivial", "attribute"),
+    ("import Mathlib\nby simp", "import"),
+    ("by exact h\nimport Foo", "import"),
+    ("open Classical in\nby exact em p", "open"),
+    ("by\n  open Classical in\n  exact em p", "open"),
+    ("by open Classical in exact em p", "open"),
+    ("by exact h\nnamespace Foo", "namespace"),
+    ("by exact h\nsection", "section"),
+    ("by exact h\nend Foo", "end"),
+    ("by exact h\nend", "end"),
+    ('by exact h\nlocal notation "x" => 1', "local"),
+    ('by exact h\nscoped notation "x" => 1', "scoped"),
+    # more declarations, restating the theorem
+    ("by exact h\ntheorem t2 : False := h", "declaration"),
+    ("by exact h\n\ntheorem t (p q : Prop) (h : p) : p := h", "declaration"),
+    ("by exact h\nlemma l : True := trivial", "declaration"),
+    ("by exact h\ndef f := 1", "declaration"),
+    ("by exact h\nexample : True := trivial", "declaration"),
+    ("by exact h\nabbrev X := Nat", "declaration"),
+    ("by exact h\nstructure S where", "declaration"),
+    ("by exact h\ninductive I | a", "declaration"),
+    ("by exact h\nclass C", "declaration"),
+    ("by exact h\nmutual", "command"),
+    ("by exact h\nvariable (x : Nat)", "command"),
+    ("by exact h\nuniverse u", "command"),
+    ("by exact h\nnoncomputable section", "command"),
+    ("by exact aux\nwhere aux : p := h", "where"),
+    ("by exact h\n:= by simp", "top_level"),
+    ("h\n:=\nfun x => x", "top_level"),
+    # metaprogramming in disguise
+    ("by exact `(x)", "quotation"),
+    ('by exact s!"{h}"', "interpolated_string"),
+    ('by exact m! "{h}"', "interpolated_string"),
+    # escapes Lean would decode
+    ('by exact (fun _ => h) "\\u0073orry"', "escape"),
+    ("by exact (fun _ => h) '\\x41'", "escape"),
+    ('by exact (fun _ => h) "\\u{73}"', "escape"),
+    # unterminated things that would swallow what follows the proof
+    ("by exact h /-", "unterminated_comment"),
+    ("by exact h /- /- -/", "unterminated_comment"),
+    ('by exact (fun _ => h) "abc', "unterminated_string"),
+    ("by exact «abc", "unterminated_ident"),
+    # characters
+    ("by exact h\u202e", "bidi"),
+    ("by exact h -- \u2067 hidden in a comment", "bidi"),
+    ("by\u200b sorry", "invisible"),
+    ("by exact h\u2060", "invisible"),
+    ("by\u00a0exact h", "invisible"),
+    ("\ufeffby exact h", "invisible"),
+    ("by exact h\u00ad", "invisible"),
+    ("by exact h\x00", "control_char"),
+    ("by\x0bexact h", "control_char"),
+    ("by exact he\u0301", "non_nfc"),
+    ("by exact h\u0336", "combining_mark"),
+    ("by exact h\ue000", "unassigned_char"),
+    ("by exact hе", "lookalike"),  # Cyrillic е
+    ("by ехасt h", "lookalike"),  # Cyrillic е, х, а, с
+    ("by exact sоrry", "lookalike"),  # Cyrillic о: would dodge a naive `sorry` check
+    ("by exact Οr.inl h", "lookalike"),  # Greek capital omicron
+    ("by exact Or.inl h ∶ p", "lookalike"),  # ratio sign, looks like a colon
+    ("by ｓｏｒｒｙ", "fullwidth"),
+    ("by exact h；", "fullwidth"),
+]
+
+HONEST = [
+    "by\n  intro h\n  exact h",
+    "fun h => h",
+    "fun ⟨hp, hq⟩ => ⟨hq, hp⟩",
+    "by\n  intro h\n  exact sorry_free h",
+    "by exact my_axiom_lemma",
+    "by\n  intro hsorry\n  exact hsorry",
+    "by exact h.sorry_free",
+    "by exact h.sorry",  # a field named `sorry` is an identifier, not the keyword
+    "by exact admit_lemma",
+    "by exact hadmit",
+    "by exact native_decide_free",
+    "by exact hexact",
+    "by exact apply_lemma",
+    "by exact instance_free",
+    "by exact open_lemma",
+    "by exact endpoint",
+    "by exact sectionally",
+    "by exact h.partial_sum",
+    "by exact localVar",
+    "by exact h.scoped",
+    "by exact axiomatic",
+    "by exact sorry'",
+    "by decide",
+    "by simp",
+    "by tauto",
+    "by\n  omega",
+    "by exact Or.inl h",
+    "by exact ⟨h.2, h.1⟩",
+    "by exact h.1.2",
+    "by\n  constructor\n  · exact h.2\n  · exact h.1",
+    "by\n  rcases h with ⟨hp, hq⟩\n  exact ⟨hq, hp⟩",
+    "by\n  cases h with\n  | inl hp => exact Or.inr hp\n  | inr hq => exact Or.inl hq",
+    "by\n  -- sorry, no time to explain\n  exact h",
+    "by\n  /- sorry\n  admit -/\n  exact h",
+    "by /- nested /- sorry -/ still a comment: axiom -/ exact h",
+    "by exact h -- #eval, set_option, import, theorem",
+    "by exact h /-- doc comment: sorry -/",
+    "by exact h\n  -- theorem foo := sorry",
+    "by\n  intro x\n  exact x  -- `sorry`",
+    "by decide -- with +native in a comment",
+    "by\n  intro h'\n  exact h'",
+    "by\n  intro h₁ h₂\n  exact h₁",
+    "fun (α : Prop) (a : α) => a",
+    "by exact Classical.em p",
+    "by exact Classical.byContradiction fun hn => hn h",
+    "by\n  by_contra hneg\n  exact hneg h",
+    "by exact absurd h hn",
+    "by exact (fun x => x) h",
+    "by exact id h",
+    "by\n  have h2 : q := h.2\n  exact h2",
+    "by\n  show p\n  exact h",
+    "by exact ‹p›",
+    'by exact (fun _ => h) "-- not a comment"',
+    "by exact (fun _ => h) '-'",
+    "by\n  apply And.intro\n  exact hp\n  exact hq",
+    "by\n  apply Or.elim h\n  · intro hp; exact Or.inr hp\n  · intro hq; exact Or.inl hq",
+    "by exact Nat.le_refl 0",
+    "by exact #[1, 2].size_pos",
+    "by simp only [Nat.reduceMul]",
+    "by exact decide_eq_true rfl",
+    "by simp (config := { zeta := true })",
+    "by\n  refine ⟨?_, ?_⟩ <;> assumption",
+    "by exact fun h => (h.elim : p)",
+    "λ h => h",
+    "by\n  intro h\n  exact h -- café, naïve, 证明: other scripts are fine in comments",
+    "by exact «my lemma»",
+]
+
+STATEMENTS_OK = [
+    "theorem t1 (p q : Prop) : p ∧ q → q ∧ p",
+    "theorem t (p : Prop) :\n    p → p",
+    "theorem t {α : Type} (a : α) : a = a",
+    "theorem foo.bar (p : Prop) (h : p) : p",
+    "theorem t (p q : Prop) : (p → q) → ¬q → ¬p",
+    "theorem t -- a comment\n    (p : Prop) : p → p",
+    "theorem sorry_free (p : Prop) : p → p",
+]
+
+# (statement, rule)
+STATEMENTS_REFUSED = [
+    ("lemma t : p", "statement"),
+    ("theorem t (p : Prop) : p := h", "statement"),
+    ("theorem t (p : Prop)", "statement"),
+    ("def t : Nat", "statement"),
+    ("theorem : p", "statement"),
+    ("theorem sorry : p", "statement"),
+    ("theorem t (h : p := x) : p", "statement"),
+    ("@[simp] theorem t : True", "statement"),
+    ("open Foo in theorem t : True", "statement"),
+    ("theorem t (p : Prop) : p\ntheorem u (q : Prop) : q", "declaration"),
+    ("theorem t : (sorry : Prop)", "sorry"),
+    ("theorem t (p : Prop) : p /- unterminated", "unterminated_comment"),
+    ("theorem t (p : Prop) : p\u200b", "invisible"),
+    ("theorem t (р : Prop) : р", "lookalike"),  # Cyrillic р
+]
+
+
+@pytest.mark.parametrize("proof,rule", REFUSED)
+def test_refused(proof, rule):
+    result = guard(STATEMENT, proof)
+    assert not result.ok, proof
+    assert result.rule == rule, (proof, result)
+    assert result.message
+
+
+@pytest.mark.parametrize("proof", HONEST)
+def test_honest_proofs_pass(proof):
+    assert guard(STATEMENT, proof).ok, guard(STATEMENT, proof)
+
+
+@pytest.mark.parametrize("statement", STATEMENTS_OK)
+def test_statement_ok(statement):
+    assert guard_statement(statement).ok, guard_statement(statement)
+
+
+@pytest.mark.parametrize("statement,rule", STATEMENTS_REFUSED)
+def test_statement_refused(statement, rule):
+    result = guard(statement, "by exact h")
+    assert (result.ok, result.rule) == (False, rule), result
+
+
+def test_enough_cases():
+    assert len(REFUSED) + len(HONEST) + len(STATEMENTS_OK) + len(STATEMENTS_REFUSED) >= 100
+
+
+def test_set_option_allow_list():
+    config = GuardConfig(allowed_options=frozenset({"maxHeartbeats"}))
+    assert guard(STATEMENT, "set_option maxHeartbeats 400000 in\nby simp", config).ok
+    result = guard(STATEMENT, "set_option maxRecDepth 10 in\nby simp", config)
+    assert (result.ok, result.rule) == (False, "set_option")
+    assert "maxRecDepth" in result.message
+
+
+def test_allowed_declarations():
+    proof = "by exact h\nlemma aux : True := trivial"
+    assert guard(STATEMENT, proof, GuardConfig(allowed_declarations=frozenset({"lemma"}))).ok
+    assert guard(STATEMENT, proof).rule == "declaration"
+    # allowing lemmas does not allow theorems, nor anything else
+    assert guard(STATEMENT, "by exact h\ntheorem x : True := trivial",
+                 GuardConfig(allowed_declarations=frozenset({"lemma"}))).rule == "declaration"
+
+
+def test_refusal_names_the_position():
+    result = guard_proof("by\n  intro h\n  exact (sorry)")
+    assert "line 3" in result.message and "col 10" in result.message
+
+
+def test_strip_comments():
+    text = 'a -- b\n/- x /- y -/ z -/c "--" d /-- doc -/e'
+    stripped = strip_comments(text)
+    assert stripped.split() == ["a", "c", '"--"', "d", "e"]
+    assert len(stripped) == len(text) and stripped.count("\n") == text.count("\n")
+
+
+def test_guard_is_fast_enough():
+    import time
+
+    proof = "by\n" + "  intro h\n  exact ⟨h.2, h.1⟩ -- comment\n" * 50
+    start = time.perf_counter()
+    for _ in range(200):
+        guard(STATEMENT, proof)
+    assert (time.perf_counter() - start) / 200 < 0.01  # well under the cost of any check
+
+
+# --- every keyword rule, systematically ------------------------------------------------------
+
+# Where a forbidden word can hide in a proof: plain, indented in a `by` block, after `;` with and
+# without spaces, in parentheses, after a focusing dot, after a comment on the line before.
+SPELLINGS = [
+    "by {kw}",
+    "by\n  {kw}",
+    "by  \t{kw}  ",
+    "by intro h; {kw}",
+    "by intro h;{kw}",
+    "by\n  intro h\n  ({kw})",
+    "by\n  constructor\n  · {kw}",
+    "by -- a comment\n  {kw}",
+    "by /- a /- nested -/ comment -/ {kw}",
+]
+# The same word where it is harmless: in comments, in a string, inside longer identifiers.
+HARMLESS = [
+    "by exact h -- {kw}",
+    "by /- {kw} -/ exact h",
+    "by /- /- {kw} -/ {kw} -/ exact h",
+    "by\n  /-\n  {kw}\n  -/\n  exact h",
+    'by exact (fun _ => h) "{kw}"',
+    "by exact h{kw}",
+    "by exact {kw}_lemma",
+    "by exact my_{kw}_lemma",
+    "by exact h.{kw}",
+    "by exact {kw}'",
+    "by exact {kw}₁",
+]
+
+
+@pytest.mark.parametrize("keyword", sorted(KEYWORD_RULES))
+def test_every_keyword_in_every_spelling(keyword):
+    wrong = [(proof, r) for proof in (s.format(kw=keyword) for s in SPELLINGS)
+             if ((r := guard(STATEMENT, proof)).ok, r.rule) != (False, KEYWORD_RULES[keyword])]
+    assert not wrong
+
+
+@pytest.mark.parametrize("keyword", sorted(KEYWORD_RULES))
+def test_every_keyword_where_it_is_harmless(keyword):
+    wrong = [(proof, r) for proof in (s.format(kw=keyword) for s in HARMLESS)
+             if not (r := guard(STATEMENT, proof)).ok]
+    assert not wrong
+
+
+def _slow_guard_proof(proof):
+    """The guard without its fast path (always lexing), to check that the shortcut changes nothing."""
+    from lean_env.guard import DEFAULT_CONFIG, Refused, _check_tokens, _lex
+
+    try:
+        _check_tokens(proof, _lex(proof), DEFAULT_CONFIG, "proof")
+    except Refused as r:
+        return (False, r.rule)
+    return (True, "")
+
+
+def test_fast_path_agrees_with_full_lexing():
+    texts = [p for p, _ in REFUSED] + HONEST + [
+        s.format(kw=kw) for kw in KEYWORD_RULES for s in SPELLINGS + HARMLESS]
+    for proof in texts:
+        r = guard_proof(proof)
+        assert (r.ok, r.rule) == _slow_guard_proof(proof), proof
