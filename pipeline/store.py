@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -40,6 +40,7 @@ class Artifact:
     stage: str
     key: str
     path: Path  # the final folder; exists only once the artifact is complete
+    spec: dict | None = field(default=None, compare=False, repr=False)  # what the key hashes, kept for provenance
 
     @property
     def work(self) -> Path:
@@ -69,13 +70,14 @@ class ArtifactStore:
     def artifact(self, stage: str, config: Any, inputs: dict[str, Artifact] | None = None,
                  version: int = 1) -> Artifact:
         inputs = inputs or {}
-        key = stable_hash({
+        spec = {
             "stage": stage,
             "version": version,
             "config": config,
             "inputs": {name: str(a) for name, a in sorted(inputs.items())},
-        })
-        return Artifact(stage, key, self.root / stage / key)
+        }
+        key = stable_hash(spec)
+        return Artifact(stage, key, self.root / stage / key, spec)
 
     @contextmanager
     def lock(self, art: Artifact) -> Iterator[None]:
@@ -85,7 +87,8 @@ class ArtifactStore:
 
     def commit(self, art: Artifact, meta: dict) -> Artifact:
         """Publish `art.work` as the finished artifact, atomically."""
-        meta = {"stage": art.stage, "key": art.key, "finished_at": time.time(), **meta}
+        # The spec (config, inputs, version) sits beside the data, so every artifact says what made it.
+        meta = {"stage": art.stage, "key": art.key, "finished_at": time.time(), "spec": art.spec, **meta}
         write_json(art.work / META, meta)
         if art.path.exists():  # a stale incomplete folder (no meta) from an older layout
             shutil.rmtree(art.path)

@@ -73,6 +73,7 @@ class Trainer:
         self.theorems = load_theorems(self.cfg.dataset.train_path, self.cfg.dataset.train_limit)
         self.base_verdicts = read_parquet(base_samples.file("verdicts.parquet"))
         self.log_z = _log_pass_rate(self.base_verdicts)
+        self.backend = None  # the verifier for online rounds, started once and kept warm across rounds
         self.step = 0
         self.position = (0, 0, 0)  # (round, epoch, batch) of the next optimiser step
 
@@ -84,7 +85,7 @@ class Trainer:
         for rnd in range(self.position[0], self.tcfg.rounds):
             data = self._round_data(rnd)
             groups = _group_slices(data)
-            per_step = max(1, self.tcfg.batch_size // max(1, len(groups[0])))
+            per_step = max(1, round(self.tcfg.batch_size * len(groups) / max(1, len(data))))
             for epoch in range(self.position[1] if rnd == self.position[0] else 0, self.tcfg.epochs_per_round):
                 order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(
                     _seed(self.tcfg.seed, rnd, epoch))).tolist()
@@ -104,6 +105,8 @@ class Trainer:
                 self.position = (rnd, epoch + 1, 0)
             self.position = (rnd + 1, 0, 0)
             self._checkpoint()
+        if self.backend is not None:
+            self.backend.close()
         out = self.work / "model"
         self.policy.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
@@ -162,7 +165,7 @@ class Trainer:
     def _offline_samples(self, rnd: int) -> pd.DataFrame:
         ids = set(self._round_theorems(rnd)["id"])
         v = self.base_verdicts[self.base_verdicts["theorem_id"].isin(ids)]
-        return v.assign(reward=v["verdict"].eq("pass").astype(float), sampled_by="base")
+        return _decided(v).assign(sampled_by="base")
 
     def _online_samples(self, rnd: int) -> pd.DataFrame:
         from lean_env.cache import VerdictCache
@@ -181,11 +184,13 @@ class Trainer:
         df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
         df["proof"] = self.cfg.dataset.proof_prefix + df["completion"]
         cache = VerdictCache(self.ctx.output_dir / "cache" / "verdicts.sqlite") if vcfg.cache else None
+        if self.backend is None:
+            self.backend = get_backend(vcfg.backend)
         results = verify_items([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],
-                               get_backend(vcfg.backend), cache=cache, timeout=vcfg.timeout,
+                               self.backend, cache=cache, timeout=vcfg.timeout,
                                workers=vcfg.workers, progress=self.cfg.progress)
         df["verdict"] = [r.verdict for r in results]
-        return df.assign(reward=df["verdict"].eq("pass").astype(float), sampled_by="policy")
+        return _decided(df).assign(sampled_by="policy")
 
     @torch.no_grad()
     def _score(self, data: pd.DataFrame) -> pd.DataFrame:
@@ -230,6 +235,12 @@ class Trainer:
         self.step, self.position = state["step"], tuple(state["position"])
         torch.set_rng_state(state["torch_rng"])
         print(f"[train] resuming at step {self.step}, round/epoch/batch {self.position}", flush=True)
+
+
+def _decided(samples: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a reward: a verifier `error` is neither pass nor fail, so those samples are dropped."""
+    kept = samples[samples["verdict"] != "error"]
+    return kept.assign(reward=kept["verdict"].eq("pass").astype(float))
 
 
 def _seed(*parts: int) -> int:

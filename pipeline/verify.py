@@ -36,8 +36,9 @@ def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Ar
                  for r in df.itertuples(index=False)]
         cache = VerdictCache(ctx.output_dir / "cache" / "verdicts.sqlite") if vcfg.cache else None
         started = time.time()
-        results = verify_items(items, backend, cache=cache, timeout=vcfg.timeout,
-                               workers=vcfg.workers, progress=ctx.cfg.progress)
+        with backend:
+            results = verify_items(items, backend, cache=cache, timeout=vcfg.timeout,
+                                   workers=vcfg.workers, progress=ctx.cfg.progress)
         seconds = time.time() - started
         out = df.assign(verdict=[r.verdict for r in results], message=[r.message for r in results],
                         seconds=[r.seconds for r in results])
@@ -53,9 +54,15 @@ def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Ar
 
 
 def per_theorem(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """n samples and c passes per theorem, in first-appearance order."""
-    g = verdicts.assign(passed=verdicts["verdict"].eq("pass")).groupby("theorem_id", sort=False)
-    return pd.DataFrame({"n": g.size(), "c": g["passed"].sum().astype(int)}).reset_index()
+    """Per theorem, in first-appearance order: n decided samples, c passes, and the verifier errors.
+
+    An `error` verdict says nothing about the proof, so it is neither a pass nor a fail: it is left
+    out of n (pass@k is computed on the decided samples) and counted on its own.
+    """
+    v = verdicts.assign(passed=verdicts["verdict"].eq("pass"), error=verdicts["verdict"].eq("error"))
+    g = v.groupby("theorem_id", sort=False)
+    errors = g["error"].sum().astype(int)
+    return pd.DataFrame({"n": g.size() - errors, "c": g["passed"].sum().astype(int), "errors": errors}).reset_index()
 
 
 def run(ctx: Context) -> Artifact:
