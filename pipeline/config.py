@@ -127,6 +127,7 @@ class RootConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: str = "default"
+    method: str = ""  # label of the run in reports; empty: derived from train.objective (and α)
     stages: list = field(default_factory=lambda: ["pretrain", "sample", "verify", "train", "evaluate", "bucket", "report"])
     output_dir: str = "outputs"  # the artifact store and caches live here; runs go to Hydra's run dir
     progress: bool = True
@@ -155,6 +156,14 @@ def validate(cfg) -> None:
         raise ValueError(f"eval.ks {bad_k} must lie in [1, eval.samples_per_prompt={cfg.eval.samples_per_prompt}]")
     if cfg.logger.backend not in ("wandb", "none"):
         raise ValueError(f"logger.backend={cfg.logger.backend!r}: expected 'wandb' or 'none'")
+
+
+def method_label(cfg) -> str:
+    if cfg.method:
+        return cfg.method
+    if cfg.train.objective == "alpha_dpg":
+        return f"α-DPG α={cfg.train.alpha:g}"
+    return cfg.train.objective
 
 
 def to_container(node) -> dict:

@@ -44,7 +44,8 @@ def evaluate_model(ctx: Context, model: Artifact, label: str) -> Artifact:
         write_parquet(art.work / "per_theorem.parquet", table)
         write_json(art.work / "summary.json", summary)
         ctx.log.log(summary, stage=f"evaluate[{label}]")
-        ctx.store.commit(art, {"label": label, "model": str(model), "summary": summary})
+        ctx.store.commit(art, {"label": label, "model": str(model), "summary": summary,
+                               "verdicts_path": str(verdicts.file("verdicts.parquet"))})
     ctx.announce(f"evaluate[{label}]", art, reused=False, detail=_headline(art))
     return art
 

@@ -19,14 +19,15 @@ import pandas as pd  # noqa: E402
 
 from pipeline.context import Context  # noqa: E402
 from pipeline.metrics import BUCKETS  # noqa: E402
-from pipeline.store import Artifact  # noqa: E402
+from pipeline.store import Artifact, write_json  # noqa: E402
+from pipeline.config import method_label  # noqa: E402
 
 VERSION = 1
 FILES = ("table.csv", "report.md", "passk.png", "transitions.png")
 
 
 def report_run(ctx: Context, base_eval: Artifact, trained_eval: Artifact, buckets: Artifact) -> Artifact:
-    art = ctx.store.artifact("report", {"objective": ctx.cfg.train.objective, "alpha": ctx.cfg.train.alpha},
+    art = ctx.store.artifact("report", {"label": method_label(ctx.cfg)},
                              inputs={"base": base_eval, "trained": trained_eval, "bucket": buckets},
                              version=VERSION)
     reused = art.done
@@ -37,7 +38,7 @@ def report_run(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucket
                 base = json.loads(base_eval.file("summary.json").read_text())
                 trained = json.loads(trained_eval.file("summary.json").read_text())
                 transitions = json.loads(buckets.file("transitions.json").read_text())
-                table = summary_table(base, trained, ctx.cfg.train.objective, ctx.cfg.train.alpha)
+                table = summary_table(base, trained, method_label(ctx.cfg))
                 table.to_csv(art.work / "table.csv", index=False)
                 (art.work / "report.md").write_text(markdown(table, transitions))
                 plot_passk(table, art.work / "passk.png")
@@ -45,17 +46,45 @@ def report_run(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucket
                 ctx.store.commit(art, {})
     for name in FILES:
         shutil.copy2(art.file(name), ctx.run_dir / name)
+    write_json(ctx.run_dir / "run_summary.json", run_summary(ctx, base_eval, trained_eval, buckets))
     ctx.announce("report", art, reused=reused)
     print(f"report: {ctx.run_dir / 'report.md'}", file=sys.stderr)
     return art
 
 
-def summary_table(base: dict, trained: dict, objective: str, alpha: float) -> pd.DataFrame:
+def summary_table(base: dict, trained: dict, label: str) -> pd.DataFrame:
     ks = sorted(int(k.split("@")[1]) for k in base if k.startswith("pass@"))
     rows = [{"model": "base", **{f"pass@{k}": base[f"pass@{k}"] for k in ks}},
-            {"model": f"{objective} (alpha={alpha:g})" if objective == "alpha_dpg" else objective,
-             **{f"pass@{k}": trained[f"pass@{k}"] for k in ks}}]
+            {"model": label, **{f"pass@{k}": trained[f"pass@{k}"] for k in ks}}]
     return pd.DataFrame(rows)
+
+
+def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, buckets: Artifact) -> dict:
+    """What the sweep report reads from each job's folder (pipeline/sweep_report.py)."""
+    cfg = ctx.cfg
+    base, trained = _read(base_eval, "summary.json"), _read(trained_eval, "summary.json")
+    from pipeline import train
+
+    train_meta = ctx.stage("train", train.run).meta
+    verdicts = {"base": base_eval.meta["verdicts_path"], "trained": trained_eval.meta["verdicts_path"]}
+    return {
+        "experiment": cfg.experiment, "method": method_label(cfg), "objective": cfg.train.objective,
+        "alpha": float(cfg.train.alpha) if cfg.train.objective.startswith("alpha_dpg") else None,
+        "mode": cfg.train.mode,
+        "budget": {"rounds": cfg.train.rounds, "steps": train_meta.get("steps"),
+                   "train_samples": train_meta.get("train_samples")},
+        "ks": sorted(int(k.split("@")[1]) for k in base if k.startswith("pass@")),
+        "base": base, "trained": trained,
+        "buckets": _read(buckets, "transitions.json"),
+        "paths": {"base_verdicts": str(verdicts["base"]), "trained_verdicts": str(verdicts["trained"]),
+                  "base_per_theorem": str(base_eval.file("per_theorem.parquet")),
+                  "trained_per_theorem": str(trained_eval.file("per_theorem.parquet"))},
+    }
+
+
+def _read(art: Artifact, name: str) -> dict:
+    return json.loads(art.file(name).read_text())
+
 
 
 def markdown(table: pd.DataFrame, transitions: dict) -> str:

@@ -110,7 +110,8 @@ class Trainer:
         out = self.work / "model"
         self.policy.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
-        return {"steps": self.step, "seconds": time.time() - started}
+        samples = sum(len(read_parquet(p)) for p in sorted(self.work.glob("round-*.parquet")))
+        return {"steps": self.step, "train_samples": samples, "seconds": time.time() - started}
 
     def _optimise(self, rows: pd.DataFrame) -> dict:
         self.policy.train()
