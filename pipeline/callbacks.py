@@ -1,0 +1,92 @@
+"""Hydra callbacks: the sweep report runs by itself at the end of a multirun.
+
+Registered in an experiment config (`# @package _global_`):
+
+    hydra:
+      callbacks:
+        sweep_report:
+          _target_: pipeline.callbacks.SweepReport
+
+Hydra skips `on_multirun_end` when any job raised (its sweeper re-raises the first failure after
+all jobs have run), which is exactly when a report over the finished jobs is most wanted; so the
+callback also registers an exit hook at the start of the multirun that, if the normal end never
+came, runs `python -m pipeline.sweep_report` in a fresh process. Either way a failing report is
+printed clearly and never changes what the jobs left behind or the exit status of the multirun.
+"""
+
+from __future__ import annotations
+
+import atexit
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+
+class SweepReport(Callback):
+    def __init__(self, wandb_mode: str | None = None, project: str | None = None, group: str | None = None):
+        # None: follow the run's own logger config (`logger.backend/mode/project/group`)
+        self.wandb_mode = wandb_mode
+        self.project = project
+        self.group = group
+        self._pending: dict | None = None  # what to report, kept from the start of the multirun
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._pending = report_arguments(config, self.wandb_mode, self.project, self.group)
+        atexit.register(self._report_at_exit)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        arguments = report_arguments(config, self.wandb_mode, self.project, self.group)
+        self._pending = None
+        run_report_guarded(**arguments)
+
+    def _report_at_exit(self) -> None:
+        if self._pending is None:
+            return  # on_multirun_end ran
+        arguments, self._pending = self._pending, None
+        print(f"\nsweep report: the multirun ended early (a job failed?); reporting the finished jobs in "
+              f"{arguments['sweep_dir']}", file=sys.stderr, flush=True)
+        # In a fresh interpreter: at exit, W&B's own exit hook has already closed its service and
+        # its media folder in this one.
+        command = [sys.executable, "-m", "pipeline.sweep_report", str(arguments["sweep_dir"]),
+                   "--project", arguments["project"]]
+        command += ["--wandb-mode", arguments["wandb_mode"]] if arguments["wandb_mode"] else []
+        command += ["--group", arguments["group"]] if arguments["group"] else []
+        if subprocess.run(command, check=False).returncode != 0:
+            print(f"sweep report FAILED (see above); the jobs' results are untouched in {arguments['sweep_dir']}; "
+                  f"rerun it alone with: python -m pipeline.sweep_report {arguments['sweep_dir']}",
+                  file=sys.stderr, flush=True)
+
+
+SweepReportCallback = SweepReport  # the same callback under a longer name
+
+
+def report_arguments(config: DictConfig, wandb_mode: str | None, project: str | None, group: str | None) -> dict:
+    """Sweep folder and W&B settings: the callback's own arguments first, then the logger config."""
+    backend = OmegaConf.select(config, "logger.backend", default="wandb")
+    mode = wandb_mode or ("disabled" if backend == "none" else OmegaConf.select(config, "logger.mode", default=None))
+    return {
+        "sweep_dir": Path(str(config.hydra.sweep.dir)).resolve(),
+        "wandb_mode": mode or None,  # "" in the config means: follow WANDB_MODE, else offline
+        "project": project or OmegaConf.select(config, "logger.project", default=None) or "dmvr",
+        "group": group or OmegaConf.select(config, "logger.group", default=None)
+        or OmegaConf.select(config, "experiment", default=None) or None,
+    }
+
+
+def run_report_guarded(sweep_dir: Path, **kwargs: Any) -> dict | None:
+    """Run the sweep report; on any failure print why and how to rerun it, and return None."""
+    from pipeline.sweep_report import report_sweep
+
+    try:
+        return report_sweep(sweep_dir, **kwargs)
+    except Exception:  # the report must never mask the jobs' own results
+        print("\n" + "=" * 78 + "\nsweep report FAILED (the jobs' results are untouched in "
+              f"{sweep_dir}):\n{traceback.format_exc()}"
+              f"rerun it alone with: python -m pipeline.sweep_report {sweep_dir}\n" + "=" * 78,
+              file=sys.stderr, flush=True)
+        return None

@@ -1,0 +1,188 @@
+"""The sweep report over a synthetic sweep folder: table, Pareto frontier, figures, W&B offline run."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import sweep_report
+from pipeline.sweep_report import pareto_frontier, report_sweep
+
+KS = [1, 2, 4]
+STATEMENT = "theorem t1 (p q : Prop) : p ∧ q → q ∧ p"
+PROOFS = ["by\n  intro h1\n  exact ⟨h1.2, h1.1⟩", "by\n  intro hpq\n  exact ⟨hpq.2, hpq.1⟩",  # one proof, renamed
+          "fun ⟨hp, hq⟩ => ⟨hq, hp⟩", "by intro ⟨hp, hq⟩; exact ⟨hq, hp⟩"]
+
+# job folder -> (method, objective, alpha, pass@1, pass@4, accepted proofs of theorem A, transitions)
+EASY_MED = [[1, 0, 0, 0], [1, 0, 0, 0]]
+RUNS = {
+    "0": ("α-DPG α=0.5", "alpha_dpg", 0.5, 0.45, 0.75, PROOFS[:3], EASY_MED + [[0, 0, 0, 1], [0, 0, 0, 1]]),
+    "1": ("α-DPG α=0.1", "alpha_dpg", 0.1, 0.35, 0.80, PROOFS,
+          [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]]),
+    "2": ("GRPO (KL)", "grpo_kl", None, 0.60, 0.58, PROOFS[:1], EASY_MED + [[0, 0, 0, 1], [0, 0, 0, 1]]),
+    "3": ("RS-FT", "rsft", None, 0.40, 0.70, PROOFS[:2], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]]),
+    "4": ("α-DPG α=0.9", "alpha_dpg", 0.9, 0.55, 0.62, PROOFS[:2], EASY_MED + [[0, 0, 1, 0], [0, 0, 0, 1]]),
+}
+BASE = {"pass@1": 0.30, "pass@2": 0.45, "pass@4": 0.60, "theorems": 4, "samples_per_theorem": 4}
+
+
+def _verdicts(accepted: list[str]) -> pd.DataFrame:
+    """Theorem A gets the accepted proofs (padded with failures to 4 samples), B, C, D only failures."""
+    rows = []
+    for tid in "ABCD":
+        proofs = accepted if tid == "A" else []
+        for i in range(4):
+            ok = i < len(proofs)
+            rows.append({"theorem_id": tid, "statement": STATEMENT, "sample_idx": i, "completion": "",
+                         "proof": proofs[i] if ok else "by simp", "logp": -1.0, "sample_logp": -1.0,
+                         "num_tokens": 5, "finished": True, "token_ids": [1, 2], "verdict": "pass" if ok else "fail",
+                         "message": "", "seconds": 0.01})
+    return pd.DataFrame(rows)
+
+
+def _per_theorem(c_a: int) -> pd.DataFrame:
+    return pd.DataFrame({"theorem_id": list("ABCD"), "n": 4, "c": [c_a, 0, 0, 0], "errors": 0})
+
+
+def _passk(p1: float, p4: float) -> dict:
+    return {"pass@1": p1, "pass@2": round((p1 + p4) / 2, 3), "pass@4": p4}
+
+
+def make_sweep(root: Path, runs: dict = RUNS) -> Path:
+    sweep = root / "sweep"
+    store = root / "store"
+    store.mkdir(parents=True)
+    _verdicts(PROOFS[:2]).to_parquet(store / "base_verdicts.parquet")
+    _per_theorem(2).to_parquet(store / "base_per_theorem.parquet")
+    for job, (method, objective, alpha, p1, p4, accepted, transitions) in runs.items():
+        folder = sweep / job
+        folder.mkdir(parents=True)
+        _verdicts(accepted).to_parquet(folder / "verdicts.parquet")
+        _per_theorem(len(accepted)).to_parquet(folder / "per_theorem.parquet")
+        counts = [sum(col) for col in zip(*transitions)]
+        summary = {
+            "experiment": "alpha_sweep", "method": method, "objective": objective, "alpha": alpha,
+            "mode": "online", "budget": {"rounds": 4, "steps": 120, "train_samples": 8192}, "ks": KS,
+            "base": BASE, "trained": {**_passk(p1, p4), "theorems": 4, "samples_per_theorem": 4},
+            "buckets": {"buckets": ["easy", "medium", "hard", "unsolvable"], "transitions": transitions,
+                        "base_counts": {"easy": 1, "medium": 1, "hard": 1, "unsolvable": 1},
+                        "trained_counts": dict(zip(["easy", "medium", "hard", "unsolvable"], counts)),
+                        "lost": ["C"] if transitions[2][3] else [], "gained": ["D"] if transitions[3][2] else []},
+            "paths": {"base_verdicts": str(store / "base_verdicts.parquet"),
+                      "trained_verdicts": str(folder / "verdicts.parquet"),
+                      "base_per_theorem": str(store / "base_per_theorem.parquet"),
+                      "trained_per_theorem": str(folder / "per_theorem.parquet")},
+        }
+        (folder / "run_summary.json").write_text(json.dumps(summary, ensure_ascii=False))
+    (sweep / "5" / ".hydra").mkdir(parents=True)  # a job that died before writing its summary
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    sweep = make_sweep(tmp_path_factory.mktemp("s"))
+    outputs = report_sweep(sweep, wandb_mode="disabled")
+    return sweep, outputs
+
+
+def test_pareto_frontier_on_hand_chosen_points():
+    points = [(0.3, 0.9), (0.5, 0.8), (0.4, 0.7), (0.5, 0.8), (0.6, 0.5), (0.2, 0.95), (0.6, 0.4),
+              (float("nan"), 1.0)]
+    # (0.4, 0.7) is dominated by (0.5, 0.8); (0.6, 0.4) by (0.6, 0.5); equal points are both kept
+    assert pareto_frontier(points) == [5, 0, 1, 3, 4]
+    assert pareto_frontier([(0.5, 0.5)]) == [0]
+    assert pareto_frontier([]) == []
+
+
+def test_table_rows_and_values(report):
+    _, outputs = report
+    table = pd.read_csv(outputs["table_csv"])
+    assert table["method"].tolist() == ["base model", "α-DPG α=0.1", "α-DPG α=0.5", "α-DPG α=0.9",
+                                        "GRPO (KL)", "RS-FT"]
+    assert list(table.columns[:7]) == ["job", "method", "objective", "alpha", "mode", "pass@1", "pass@4"]
+    rows = table.set_index("method")
+    assert rows.loc["base model", "pass@1"] == 0.30 and rows.loc["base model", "pass@4"] == 0.60
+    assert rows.loc["base model", "unsolvable"] == 1 and math.isnan(rows.loc["base model", "lost"])
+    a05 = rows.loc["α-DPG α=0.5"]
+    assert (a05["alpha"], a05["pass@1"], a05["pass@4"], a05["pass@2"]) == (0.5, 0.45, 0.75, 0.6)
+    assert (a05["easy"], a05["medium"], a05["hard"], a05["unsolvable"]) == (2, 0, 0, 2)
+    assert (a05["hard_to_unsolvable"], a05["medium_to_easy"], a05["lost"], a05["gained"]) == (1, 1, 1, 0)
+    assert rows.loc["α-DPG α=0.1", "gained"] == 1 and rows.loc["α-DPG α=0.1", "hard_to_unsolvable"] == 0
+    assert math.isnan(rows.loc["GRPO (KL)", "alpha"]) and rows.loc["GRPO (KL)", "budget_steps"] == 120
+    # diversity: theorem A has 3 accepted proofs (two are one proof renamed) of 4 theorems -> 2 / 4
+    assert rows.loc["α-DPG α=0.5", "distinct_proofs"] == pytest.approx(0.5)
+    assert rows.loc["α-DPG α=0.1", "distinct_proofs"] == pytest.approx(3 / 4)
+    assert rows.loc["base model", "distinct_proofs"] == pytest.approx(1 / 4)
+    md = outputs["table_md"].read_text()
+    assert "| α-DPG α=0.5 | 0.5 | 0.450 | 0.600 | 0.750 |" in md and "5: no run_summary.json" in md
+
+
+def test_skipped_job_is_named(tmp_path, capsys):
+    sweep = make_sweep(tmp_path, {"0": RUNS["0"]})
+    report_sweep(sweep, wandb_mode="disabled")
+    captured = capsys.readouterr()
+    assert "WARNING: skipping job folder 5: no run_summary.json" in captured.err
+    assert "pareto plot:" in captured.out and str(sweep / "report") in captured.out
+    assert "5: no run_summary.json" in (sweep / "report" / "README.md").read_text()
+
+
+def test_figures_and_diversity_files_are_written(report):
+    _, outputs = report
+    for name in ("pareto_png", "passk_png", "transitions_png"):
+        assert outputs[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    div = pd.read_csv(outputs["diversity_csv"]).set_index("method")
+    assert div.loc["α-DPG α=0.1", "distinct_proofs_solved"] == 3 and div.loc["α-DPG α=0.1", "solved_theorems"] == 1
+    per_theorem = pd.read_csv(outputs["diversity_per_theorem_csv"])
+    assert len(per_theorem) == 6 * 4 and per_theorem["solved"].sum() == 6  # only theorem A, in every run
+    corr = pd.read_csv(outputs["diversity_correlations_csv"])
+    assert set(corr["target"]) == {"pass@1", "pass@4"} and corr["runs"].max() == 5
+    assert "pareto.png" in outputs["readme"].read_text()
+
+
+def test_cli_runs_alone_and_fails_cleanly_on_an_empty_folder(report, tmp_path, capsys):
+    sweep, _ = report
+    assert sweep_report.main([str(sweep), "--wandb-mode", "disabled"]) == 0
+    assert sweep_report.main([str(tmp_path)]) == 1
+    assert "no run_summary.json" in capsys.readouterr().err
+
+
+def test_wandb_offline_run_holds_the_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep = make_sweep(tmp_path)
+    outputs = report_sweep(sweep)  # the mode comes from WANDB_MODE
+    run_dir = outputs["wandb_run_dir"]
+    assert run_dir.parent == sweep / "report" / "wandb" and run_dir.name.startswith("offline-run-")
+    assert list(run_dir.glob("*.wandb"))
+    tables = list((run_dir / "files" / "media" / "table").glob("sweep_table_*.table.json"))
+    assert tables
+    logged = json.loads(tables[0].read_text())
+    assert "pass@1" in logged["columns"] and "pass@4" in logged["columns"]
+    assert {row[logged["columns"].index("method")] for row in logged["data"]} >= {"base model", "RS-FT"}
+    assert list((run_dir / "files" / "media" / "images").glob("pareto_*.png"))
+
+
+def _hydra_like_config(sweep_dir: Path):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"experiment": "alpha_sweep", "logger": {"backend": "none", "project": "dmvr"},
+                             "hydra": {"sweep": {"dir": str(sweep_dir)}}})
+
+
+def test_callback_reports_at_the_end_of_a_multirun(tmp_path):
+    from pipeline.callbacks import SweepReport
+
+    sweep = make_sweep(tmp_path)
+    SweepReport().on_multirun_end(_hydra_like_config(sweep))  # logger.backend=none: W&B disabled
+    assert (sweep / "report" / "pareto.png").exists() and not (sweep / "report" / "wandb").exists()
+
+
+def test_callback_prints_a_failing_report_without_raising(tmp_path, capsys):
+    from pipeline.callbacks import SweepReport
+
+    (tmp_path / "0").mkdir()  # a sweep whose only job left nothing
+    SweepReport().on_multirun_end(_hydra_like_config(tmp_path))
+    err = capsys.readouterr().err
+    assert "sweep report FAILED" in err and f"python -m pipeline.sweep_report {tmp_path}" in err
