@@ -1,11 +1,14 @@
 """Throughput of the `prop` checker: proofs per second, one process, no verdict cache.
 
-    python scripts/bench_prop_checker.py                          # lean_env/data/prop_eval.jsonl
+    python scripts/bench_prop_checker.py                          # eval split: 8 generator proofs per theorem
     python scripts/bench_prop_checker.py --data proofs.jsonl --proofs-per-theorem 8
     python scripts/bench_prop_checker.py --profile                # where the time goes
 
 `--data` is a jsonl of rows with `statement` and either `proof` (one string) or `proofs` (a list);
 `--proofs-per-theorem K` takes at most K proofs of each statement from the file (default: all).
+`--generated K` (default 8) replaces the file's proofs by K proofs per theorem from the proof
+generator (`lean_env.prop.proofs.sample_proofs`, fixed seed), i.e. the multi-line proofs in every
+style that the pipeline actually checks; `--generated 0` uses the file's own proofs.
 When the file is missing the script falls back on a small built-in set of typical proofs, so it
 runs on any checkout. Rates are CPU time (`time.process_time`, the best of `--repeat` passes) and
 wall time; the CPU figure is the per-core throughput and is not distorted by other processes.
@@ -74,6 +77,16 @@ def load(path: Path, per_theorem: int | None) -> list[tuple[str, str]]:
     return items
 
 
+def generated(items: list[tuple[str, str]], per_theorem: int, seed: int = 0) -> list[tuple[str, str]]:
+    import random
+
+    from lean_env.prop.proofs import sample_proofs
+
+    rng = random.Random(seed)
+    statements = list(dict.fromkeys(s for s, _ in items))
+    return [(s, p) for s in statements for p in sample_proofs(s, per_theorem, rng)]
+
+
 def check_cold(statement: str, proof: str):
     syntax.parse_statement.cache_clear()
     checker._NF.clear()
@@ -97,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--proofs-per-theorem", type=int, default=None)
+    ap.add_argument("--generated", type=int, default=8, help="generator proofs per theorem (0: the file's proofs)")
     ap.add_argument("--limit", type=int, default=None, help="use at most this many proofs")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cold", action="store_true", help="clear the checker's memos before every proof")
@@ -105,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.data.exists():
         items, source = load(args.data, args.proofs_per_theorem), str(args.data)
+        if args.generated:
+            items = generated(items, args.generated)
+            source += f" ({args.generated} generator proofs per theorem)"
     else:
         items, source = list(_BUILTIN), f"built-in sample ({args.data} not found)"
     if args.limit:
