@@ -103,6 +103,13 @@ def new_model(model_cfg, tokenizer):
     return model
 
 
+def set_progress(enabled: bool) -> None:
+    """Show or hide transformers' own progress bars (loading and writing weights)."""
+    from transformers.utils import logging as hf_logging
+
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+
+
 def resolve_device(spec: str = "auto") -> torch.device:
     spec = (spec or "auto").lower()
     if spec == "auto":

@@ -1,0 +1,342 @@
+"""The `pretrain` stage: the base model every other stage starts from.
+
+With `model.path` set (a hub name or a local folder) the artifact only records that path, and
+`pipeline.model.model_dir` hands it to `from_pretrained`. Otherwise (`model=tiny_prop`) it builds
+the embedded model from scratch:
+
+1. corpus: the train split's theorems plus `pretrain.extra_theorems` freshly generated ones, with
+   every theorem of the eval split excluded up to renaming (`canonical_key`), each with
+   `proofs_per_theorem` proofs drawn from the proof generator's style prior;
+2. a byte-level BPE tokenizer trained on the corpus text;
+3. a Llama trained from scratch on `prompt -> completion + EOS` (loss on completion tokens only),
+   AdamW with linear warm-up and cosine decay, length-bucketed batches;
+4. `model/` (save_pretrained of model and tokenizer) and `corpus_stats.json`.
+
+Resumption: the corpus and the tokenizer are written to `art.work` before training, and a checkpoint
+(model, optimiser, scheduler, RNG states, step) every `checkpoint_every` steps; the batch of step s
+is a pure function of (seed, s), so a run killed at any point and restarted ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.config import to_container
+from pipeline.context import Context
+from pipeline.data import load_theorems, resolve_path
+from pipeline.faults import maybe_die
+from pipeline.store import Artifact, read_parquet, write_json, write_parquet
+
+VERSION = 1
+ARCH_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "max_length")
+
+
+def run(ctx: Context) -> Artifact:
+    cfg = ctx.cfg
+    if cfg.model.path:
+        return _external(ctx)
+    pcfg = {k: v for k, v in to_container(cfg.pretrain).items() if k != "num_threads"}
+    key_cfg = {
+        "model": {k: cfg.model[k] for k in ARCH_KEYS},
+        "pretrain": pcfg,
+        "dataset": {"train": _file_key(cfg.dataset.train_path), "eval": _file_key(cfg.dataset.eval_path),
+                    "train_limit": cfg.dataset.train_limit, "prompt_template": cfg.dataset.prompt_template,
+                    "proof_prefix": cfg.dataset.proof_prefix},
+    }
+    art = ctx.store.artifact("pretrain", key_cfg, version=VERSION)
+    if art.done:
+        ctx.announce("pretrain", art, reused=True)
+        return art
+    with ctx.store.lock(art):
+        if not art.done:
+            meta = Pretrainer(ctx, art).fit()
+            ctx.store.commit(art, {"model_name": cfg.model.name, **meta})
+            ctx.announce("pretrain", art, reused=False,
+                         detail=f"{meta['steps']} steps, loss {meta['final_loss']:.3f}, {meta['seconds']:.0f}s")
+            return art
+    ctx.announce("pretrain", art, reused=True)
+    return art
+
+
+def _external(ctx: Context) -> Artifact:
+    path = ctx.cfg.model.path
+    local = Path(path).expanduser()
+    target = str(local.resolve()) if local.exists() else path  # a local folder, else a hub name
+    art = ctx.store.artifact("pretrain", {"external": target}, version=VERSION)
+    if not art.done:
+        with ctx.store.lock(art):
+            if not art.done:
+                art.work.mkdir(parents=True, exist_ok=True)
+                ctx.store.commit(art, {"external_path": target, "model_name": ctx.cfg.model.name})
+                ctx.announce("pretrain", art, reused=False, detail=f"external model {target}")
+                return art
+    ctx.announce("pretrain", art, reused=True, detail=f"external model {target}")
+    return art
+
+
+def _file_key(path: str) -> str:
+    """The dataset file's content hash, so a regenerated split is a new key."""
+    file = resolve_path(path)
+    return hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.exists() else f"missing:{path}"
+
+
+def step_seed(seed: int, *parts: int) -> int:
+    return int(np.random.SeedSequence([int(seed) % (2**32), *[int(p) for p in parts]]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
+    """Rows (theorem_id, source, statement, prompt, completion), one per proof, and statistics."""
+    from lean_env.prop import proofs as proofs_mod
+    from lean_env.prop import theorems as thm
+
+    pc, ds = cfg.pretrain, cfg.dataset
+    started = time.time()
+    evals = load_theorems(ds.eval_path)  # all of it: no eval theorem may leak, whatever eval_limit says
+    eval_keys = {thm.canonical_key(s) for s in evals["statement"]}
+    train = load_theorems(ds.train_path, ds.train_limit)
+    train_keys = [thm.canonical_key(s) for s in train["statement"]]
+    keep = [k not in eval_keys for k in train_keys]
+    dropped_train = int(len(keep) - sum(keep))
+    train = train[keep]
+    rows = [{"id": r["id"], "statement": r["statement"], "source": "train"} for r in train.to_dict("records")]
+    if pc.extra_theorems > 0:
+        extra = thm.generate(step_seed(pc.seed, 1), int(pc.extra_theorems),
+                             exclude_keys=eval_keys | set(train_keys), split="pre")
+        rows += [{"id": r["id"], "statement": r["statement"], "source": "extra"} for r in extra]
+    theorem_seconds = time.time() - started
+    rng = random.Random(step_seed(pc.seed, 2))
+    prefix = ds.proof_prefix
+    out = []
+    no_proof = 0
+    for r in rows:
+        ps = proofs_mod.sample_proofs(r["statement"], int(pc.proofs_per_theorem), rng,
+                                      max_chars=pc.max_proof_chars or None)
+        if not ps:
+            no_proof += 1
+        prompt = ds.prompt_template.format(statement=r["statement"])
+        for p in ps:
+            if not p.startswith(prefix):
+                raise ValueError(f"corpus proof of {r['id']} does not start with {prefix!r}: {p[:40]!r}")
+            out.append({"theorem_id": r["id"], "source": r["source"], "statement": r["statement"],
+                        "prompt": prompt, "completion": p[len(prefix):]})
+    corpus = pd.DataFrame(out)
+    stats = {
+        "theorems": len(rows), "train_theorems": int(len(train)), "extra_theorems": len(rows) - int(len(train)),
+        "train_dropped_as_eval": dropped_train, "eval_theorems_excluded": len(eval_keys),
+        "theorems_without_proof": no_proof, "examples": len(corpus),
+        "distinct_examples": int(corpus[["prompt", "completion"]].drop_duplicates().shape[0]) if len(corpus) else 0,
+        "mean_completion_chars": float(corpus["completion"].str.len().mean()) if len(corpus) else 0.0,
+        "theorem_seconds": theorem_seconds, "corpus_seconds": time.time() - started,
+    }
+    return corpus, stats
+
+
+# ---------------------------------------------------------------- batches
+
+
+class Batches:
+    """Length-bucketed batches: each epoch is a seeded shuffle, cut into pools of 64 batches, each pool
+    sorted by length and cut into batches, and the batches shuffled. `batch(step)` depends only on
+    (seed, step)."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.per_epoch = max(1, len(lengths) // batch_size)
+        self._epoch, self._order = None, None
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(step_seed(self.seed, 3, epoch))
+        perm = rng.permutation(len(self.lengths))[: self.per_epoch * self.batch_size]
+        pool = self.batch_size * 64
+        batches = []
+        for start in range(0, len(perm), pool):
+            chunk = perm[start:start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        order = rng.permutation(len(batches))
+        return [batches[i] for i in order]
+
+    def batch(self, step: int) -> np.ndarray:
+        epoch, index = divmod(step, self.per_epoch)
+        if self._epoch != epoch:
+            self._epoch, self._order = epoch, self.epoch_batches(epoch)
+        return self._order[index]
+
+
+def collate(prompt_ids: list, completion_ids: list, rows: np.ndarray, pad_id: int):
+    """Right-padded input ids, attention mask and labels (-100 outside the completion)."""
+    seqs = [prompt_ids[i] + completion_ids[i] for i in rows]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for j, (i, s) in enumerate(zip(rows, seqs)):
+        ids[j, :len(s)] = torch.as_tensor(s)
+        mask[j, :len(s)] = 1
+        p = len(prompt_ids[i])
+        labels[j, p:len(s)] = torch.as_tensor(completion_ids[i])
+    return ids, mask, labels
+
+
+def lr_factor(step: int, warmup: int, total: int, floor: float = 0.1) -> float:
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ---------------------------------------------------------------- training
+
+
+class Pretrainer:
+    def __init__(self, ctx: Context, art: Artifact):
+        self.ctx, self.cfg, self.pc, self.art = ctx, ctx.cfg, ctx.cfg.pretrain, art
+        self.work = art.work
+        self.work.mkdir(parents=True, exist_ok=True)
+        if self.pc.num_threads:
+            torch.set_num_threads(int(self.pc.num_threads))
+
+    def fit(self) -> dict:
+        from transformers import AutoTokenizer
+
+        from pipeline.model import encode_completions, encode_prompts, new_model, set_progress, train_tokenizer
+
+        cfg, pc = self.cfg, self.pc
+        set_progress(bool(cfg.progress))
+        started = time.time()
+        corpus_file, stats_file, tok_dir = self.work / "corpus.parquet", self.work / "corpus_stats.json", self.work / "tokenizer"
+        if corpus_file.exists() and stats_file.exists():
+            corpus, stats = read_parquet(corpus_file), json.loads(stats_file.read_text())
+        else:
+            corpus, stats = build_corpus(cfg)
+            write_parquet(corpus_file, corpus)
+            write_json(stats_file, stats)
+        if len(corpus) == 0:
+            raise RuntimeError("pretrain: the corpus is empty")
+        if (tok_dir / "tokenizer.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+        else:
+            texts = list(pd.unique(corpus["prompt"])) + list(corpus["completion"])
+            tokenizer = train_tokenizer(texts, cfg.model.vocab_size)
+            tokenizer.save_pretrained(str(tok_dir))
+        prompt_ids = encode_prompts(tokenizer, list(corpus["prompt"]))
+        completion_ids = encode_completions(tokenizer, list(corpus["completion"]))
+        lengths = np.array([len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)])
+        fits = lengths <= cfg.model.max_length
+        idx = np.nonzero(fits)[0]
+        prompt_ids = [prompt_ids[i] for i in idx]
+        completion_ids = [completion_ids[i] for i in idx]
+        lengths = lengths[idx]
+        comp_lens = np.array([len(c) for c in completion_ids])
+        stats.update({
+            "vocab_size": len(tokenizer), "examples_too_long": int((~fits).sum()), "examples_used": int(len(idx)),
+            "mean_prompt_tokens": float(np.mean([len(p) for p in prompt_ids])),
+            "mean_completion_tokens": float(comp_lens.mean()),
+            "completion_tokens_p50_p90_p99_max": [int(np.percentile(comp_lens, q)) for q in (50, 90, 99, 100)],
+            "chars_per_token": float(corpus["completion"].str.len().to_numpy()[idx].sum() / max(1, (comp_lens - 1).sum())),
+        })
+        self.ctx.log.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, stage="pretrain")
+
+        torch.manual_seed(step_seed(pc.seed, 4))
+        model = new_model(cfg.model, tokenizer)
+        model.train()
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": pc.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}],
+                                      lr=pc.lr, betas=(0.9, 0.95), eps=1e-8)
+        total = int(pc.steps)
+        warmup = min(int(pc.warmup_steps), max(1, total // 10))  # a short run still reaches the peak lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+        step = self._resume(model, optimizer, scheduler)
+        batches = Batches(lengths, int(pc.batch_size), step_seed(pc.seed, 5))
+        pad = tokenizer.pad_token_id
+        window_loss, window_tokens, window_all, window_t = 0.0, 0, 0, time.time()
+        train_started, trained_tokens = time.time(), 0
+        loss_value = float("nan")
+        log_every = max(1, min(50, total // 20 or 1))
+        while step < total:
+            rows = batches.batch(step)
+            ids, mask, labels = collate(prompt_ids, completion_ids, rows, pad)
+            out = model(input_ids=ids, attention_mask=mask, use_cache=False)
+            logits = out.logits[:, :-1].float()
+            target = labels[:, 1:]
+            n_tok = int((target != -100).sum())
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                     ignore_index=-100, reduction="sum") / max(1, n_tok)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_value = float(loss.detach())
+            window_loss += loss_value * n_tok
+            window_tokens += n_tok
+            window_all += int(mask.sum())
+            trained_tokens += int(mask.sum())
+            if step % log_every == 0 or step == total:
+                dt = max(time.time() - window_t, 1e-9)
+                self.ctx.log.log({"loss": window_loss / max(1, window_tokens), "lr": scheduler.get_last_lr()[0],
+                                  "grad_norm": float(grad_norm), "tokens_per_s": window_all / dt,
+                                  "completion_tokens_per_s": window_tokens / dt}, step=step, stage="pretrain")
+                print(f"[pretrain] step {step}/{total} loss {window_loss / max(1, window_tokens):.4f} "
+                      f"lr {scheduler.get_last_lr()[0]:.2e} {window_all / dt:.0f} tok/s", flush=True)
+                window_loss, window_tokens, window_all, window_t = 0.0, 0, 0, time.time()
+            if step % int(pc.checkpoint_every) == 0 and step < total:
+                self._checkpoint(model, optimizer, scheduler, step)
+            maybe_die("pretrain", "step", step)
+        seconds_train = time.time() - train_started
+        out_dir = self.work / "model"
+        model.eval()
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
+        stats.update({"steps": total, "final_loss": loss_value, "train_seconds": seconds_train,
+                      "tokens_per_s": trained_tokens / max(seconds_train, 1e-9),
+                      "parameters": int(sum(p.numel() for p in model.parameters())),
+                      "epochs": total / batches.per_epoch})
+        write_json(self.work / "corpus_stats.json", stats)
+        for leftover in ("checkpoint.pt", "corpus.parquet"):
+            (self.work / leftover).unlink(missing_ok=True)
+        shutil.rmtree(tok_dir, ignore_errors=True)
+        seconds = time.time() - started
+        return {"steps": total, "final_loss": loss_value, "seconds": seconds, "train_seconds": seconds_train,
+                "tokens_per_s": stats["tokens_per_s"], "parameters": stats["parameters"],
+                "examples": stats["examples_used"], "theorems": stats["theorems"]}
+
+    def _checkpoint(self, model, optimizer, scheduler, step: int) -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "step": step, "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                 "python_rng": random.getstate()}
+        tmp = self.work / "checkpoint.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.work / "checkpoint.pt")
+
+    def _resume(self, model, optimizer, scheduler) -> int:
+        path = self.work / "checkpoint.pt"
+        if not path.exists():
+            return 0
+        state = torch.load(path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        print(f"[pretrain] resuming at step {state['step']}", flush=True)
+        return int(state["step"])

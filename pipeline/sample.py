@@ -1,0 +1,147 @@
+"""The `sample` stage: n completions per theorem from a model, in resumable shards.
+
+`generate_samples` is shared with `evaluate`: it is keyed by the model artifact, the theorems
+(their ids and statements, so any change to the table is a new key), the prompt format and every
+sampling setting. Work goes in shards of `prompts_per_shard` prompts under `art.work`; shard i is
+sampled with a seed derived from (seed, i) only, so a run killed after any shard and restarted writes
+the same table as an uninterrupted one, and a rerun skips the shards already written.
+
+`samples.parquet` columns: theorem_id, statement, sample_idx, completion, proof (= proof_prefix +
+completion, the text the verifier sees after `:=`), logp (summed over the generated tokens under the
+model at temperature 1), sample_logp (under the distribution sampled from), num_tokens (EOS
+included when finished), finished (ended with EOS within max_new_tokens), token_ids (the generated
+ids, EOS included, for exact teacher-forced rescoring without re-tokenising the text).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+
+from pipeline.context import Context
+from pipeline.data import load_theorems, prompts
+from pipeline.faults import maybe_die
+from pipeline.store import Artifact, Shards, stable_hash, write_parquet
+
+VERSION = 1
+COLUMNS = ["theorem_id", "statement", "sample_idx", "completion", "proof", "logp", "sample_logp",
+           "num_tokens", "finished", "token_ids"]
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    return int(np.random.SeedSequence([int(seed) % (2**32), int(shard)]).generate_state(1)[0])
+
+
+def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, *, split: str, n: int,
+                     temperature: float, top_p: float, max_new_tokens: int, seed: int, batch_size: int,
+                     prompts_per_shard: int, label: str = "sample") -> Artifact:
+    cfg = ctx.cfg
+    ds = cfg.dataset
+    key_cfg = {
+        "sampler": cfg.sampler.name, "split": split,
+        "theorems": stable_hash([[str(i), str(s)] for i, s in zip(theorems["id"], theorems["statement"])]),
+        "num_theorems": len(theorems),
+        "prompt_template": ds.prompt_template, "proof_prefix": ds.proof_prefix,
+        "n": int(n), "temperature": float(temperature), "top_p": float(top_p),
+        "max_new_tokens": int(max_new_tokens), "seed": int(seed), "batch_size": int(batch_size),
+        "prompts_per_shard": int(prompts_per_shard), "dtype": cfg.model.dtype,
+    }
+    art = ctx.store.artifact("sample", key_cfg, inputs={"model": model_art}, version=VERSION)
+    if art.done:
+        ctx.announce(label, art, reused=True, detail=_detail(art.meta))
+        return art
+    with ctx.store.lock(art):
+        if art.done:
+            ctx.announce(label, art, reused=True, detail=_detail(art.meta))
+            return art
+        meta = _build(ctx, art, model_art, theorems, n=n, temperature=temperature, top_p=top_p,
+                      max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
+                      prompts_per_shard=prompts_per_shard, label=label)
+        ctx.store.commit(art, {**meta, "label": label, "model": str(model_art), **key_cfg})
+    ctx.announce(label, art, reused=False, detail=_detail(art.meta))
+    return art
+
+
+def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_tokens, seed, batch_size,
+           prompts_per_shard, label) -> dict:
+    from pipeline.model import load, model_dir, set_progress
+    from pipeline.sampler import sample
+
+    cfg = ctx.cfg
+    set_progress(bool(cfg.progress))
+    texts = prompts(theorems, cfg.dataset.prompt_template)
+    per = max(1, int(prompts_per_shard))
+    count = max(1, math.ceil(len(theorems) / per))
+    shards = Shards(art.work)
+    todo = [i for i in range(count) if not shards.done(i)]
+    if len(todo) < count:
+        print(f"[{label}] resuming: {count - len(todo)}/{count} shards already written", flush=True)
+    seconds, tokens, drawn = 0.0, 0, 0
+    if todo:
+        model, tokenizer = load(model_dir(model_art), cfg.model.device, cfg.model.dtype)
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+            already = sum(min(per, len(theorems) - i * per) for i in range(count) if i not in todo) * n
+            bar = tqdm(total=len(theorems) * n, initial=already, desc=label, unit="sample", dynamic_ncols=True)
+        try:
+            for i in todo:
+                lo, hi = i * per, min(len(theorems), (i + 1) * per)
+                started = time.time()
+                records = sample(model, tokenizer, texts[lo:hi], n=n, temperature=temperature, top_p=top_p,
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 seed=shard_seed(seed, i), bar=bar)
+                dt = time.time() - started
+                df = _frame(records, theorems.iloc[lo:hi], cfg.dataset.proof_prefix)
+                shards.write(i, df)
+                seconds += dt
+                tokens += int(df["num_tokens"].sum())
+                drawn += len(df)
+                ctx.log.log({"shard": i, "samples_per_s": len(df) / max(dt, 1e-9),
+                             "tokens_per_s": int(df["num_tokens"].sum()) / max(dt, 1e-9),
+                             "finished": float(df["finished"].mean())}, stage=label)
+                maybe_die("sample", "shard", i)
+        finally:
+            if bar is not None:
+                bar.close()
+    table = shards.concat(count)
+    write_parquet(art.work / "samples.parquet", table)
+    shards.remove()
+    return {
+        "samples": len(table), "theorems": int(len(theorems)), "finished": float(table["finished"].mean()),
+        "mean_tokens": float(table["num_tokens"].mean()), "seconds": seconds,
+        "samples_per_s": drawn / seconds if seconds else None,
+        "tokens_per_s": tokens / seconds if seconds else None,
+    }
+
+
+def _frame(records: list[dict], theorems: pd.DataFrame, proof_prefix: str) -> pd.DataFrame:
+    df = pd.DataFrame(records)
+    ids = theorems["id"].to_numpy()
+    stmts = theorems["statement"].to_numpy()
+    df["theorem_id"] = ids[df["prompt_idx"].to_numpy()]
+    df["statement"] = stmts[df["prompt_idx"].to_numpy()]
+    df["proof"] = proof_prefix + df["completion"]
+    df["sample_idx"] = df["sample_idx"].astype("int64")
+    df["num_tokens"] = df["num_tokens"].astype("int64")
+    df["finished"] = df["finished"].astype(bool)
+    return df[COLUMNS]
+
+
+def _detail(meta: dict) -> str:
+    return f"{meta.get('samples')} samples, finished={meta.get('finished', float('nan')):.3f}"
+
+
+def run(ctx: Context) -> Artifact:
+    from pipeline import pretrain
+
+    base = ctx.stage("pretrain", pretrain.run)
+    cfg, scfg = ctx.cfg, ctx.cfg.sampler
+    theorems = load_theorems(cfg.dataset.train_path, cfg.dataset.train_limit)
+    return generate_samples(
+        ctx, base, theorems, split="train", n=scfg.samples_per_prompt, temperature=scfg.temperature,
+        top_p=scfg.top_p, max_new_tokens=scfg.max_new_tokens, seed=scfg.seed, batch_size=scfg.batch_size,
+        prompts_per_shard=scfg.prompts_per_shard, label="sample")

@@ -1,0 +1,180 @@
+"""pipeline.model: the tokenizer's exact round trip, save/load through from_pretrained, and
+teacher-forced scoring that agrees with the sampler's own log-probs."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from pipeline import sampler
+from pipeline.model import (completion_logprobs, decode_completion, encode_completions, encode_prompts, load,
+                            model_dir, new_model, resolve_device, train_tokenizer)
+
+CORPUS = [
+    ("theorem t1 (p q : Prop) : p ∧ q → q ∧ p := by", "\n  intro h\n  exact ⟨h.2, h.1⟩"),
+    ("theorem t2 (p q : Prop) : p ∨ q → q ∨ p := by",
+     "\n  intro h\n  cases h with\n  | inl hp => exact Or.inr hp\n  | inr hq => exact Or.inl hq"),
+    ("theorem t3 (p : Prop) : p → ¬¬p := by", " exact fun hp hnp => hnp hp"),
+    ("theorem t4 (p q r : Prop) : (p → q) → (q → r) → p → r := by", "\n  intro h1 h2 h3\n  exact h2 (h1 h3)"),
+    ("theorem t5 (p q : Prop) : (p ↔ q) → (q ↔ p) := by", " intro ⟨a, b⟩; exact ⟨b, a⟩"),
+    ("theorem t6 (p q : Prop) : p ∧ q ↔ q ∧ p := by",
+     "\n  constructor\n  · intro ⟨a, b⟩\n    exact ⟨b, a⟩\n  · intro ⟨a, b⟩\n    exact ⟨b, a⟩"),
+]
+ARCH = SimpleNamespace(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, max_length=256)
+
+
+def build_tiny(steps: int = 60, seed: int = 0):
+    """A tokenizer and a 2-layer Llama briefly fitted to CORPUS (so it emits EOS now and then)."""
+    texts = [p for p, _ in CORPUS] + [c for _, c in CORPUS] * 4
+    tok = train_tokenizer(texts, 320)
+    torch.manual_seed(seed)
+    model = new_model(ARCH, tok)
+    p_ids = encode_prompts(tok, [p for p, _ in CORPUS])
+    c_ids = encode_completions(tok, [c for _, c in CORPUS])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        lp, mask = completion_logprobs(model, p_ids, c_ids)
+        loss = -(lp.sum() / mask.sum())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny()
+
+
+ROUND_TRIP = [
+    "",
+    " ",
+    "\n",
+    "by\n  intro h\n  exact ⟨h.2, h.1⟩",
+    "\n  constructor\n  · intro ⟨a, b⟩\n    exact ⟨b, a⟩\n\n\n  · exact fun x => x",
+    "  trailing spaces   \n\t\ttabs\t\n    \n",
+    "¬(p ∨ q) ↔ ¬p ∧ ¬q → False ∨ True",
+    "unseen unicode: αβγ ∀∃ ⊢ 𝔽 😀 中文 é (combining e\u0301) \u200b zero-width",
+    "\r\nwindows\r\nline ends",
+]
+
+
+@pytest.mark.parametrize("text", ROUND_TRIP)
+def test_tokenizer_round_trip_is_exact(tiny, text):
+    _, tok = tiny
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids, clean_up_tokenization_spaces=False) == text
+    # the completion path used by the sampler
+    assert decode_completion(tok, ids + [tok.eos_token_id]) == text
+
+
+def test_prompts_get_bos_and_completions_eos(tiny):
+    _, tok = tiny
+    assert len({tok.pad_token_id, tok.bos_token_id, tok.eos_token_id}) == 3
+    p = encode_prompts(tok, ["theorem x : True := by"])[0]
+    c = encode_completions(tok, [" trivial"])[0]
+    assert p[0] == tok.bos_token_id and tok.bos_token_id not in p[1:]
+    assert c[-1] == tok.eos_token_id and tok.bos_token_id not in c
+    # prompt and completion tokenised apart give the same text as together
+    assert tok.decode(p[1:] + c[:-1]) == "theorem x : True := by trivial"
+
+
+def test_save_and_load_through_from_pretrained(tiny, tmp_path):
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    loaded, tok2 = load(tmp_path / "m", "cpu", "float32")
+    assert type(loaded).__name__ == "LlamaForCausalLM" and not loaded.training
+    assert tok2.padding_side == "left"
+    for text in ROUND_TRIP:
+        assert tok2(text)["input_ids"] == tok(text)["input_ids"]
+        assert tok2.decode(tok2(text, add_special_tokens=False)["input_ids"]) == text
+    assert (tok2.pad_token_id, tok2.bos_token_id, tok2.eos_token_id) == \
+           (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    ids = torch.tensor([encode_prompts(tok, [CORPUS[0][0]])[0]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+
+
+def test_load_bfloat16(tiny, tmp_path):
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    loaded, _ = load(tmp_path / "m", "cpu", "bfloat16")
+    assert next(loaded.parameters()).dtype == torch.bfloat16
+    lp, mask = completion_logprobs(loaded, encode_prompts(tok, [CORPUS[0][0]]), encode_completions(tok, [CORPUS[0][1]]))
+    assert lp.dtype == torch.float32 and torch.isfinite(lp).all()
+
+
+def test_new_model_follows_config(tiny):
+    model, tok = tiny
+    c = model.config
+    assert (c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads) == (32, 64, 2, 2)
+    assert c.vocab_size == len(tok) and c.eos_token_id == tok.eos_token_id and c.pad_token_id == tok.pad_token_id
+    with pytest.raises(ValueError, match="multiple"):
+        new_model(SimpleNamespace(**{**vars(ARCH), "num_heads": 3}), tok)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_model_dir_own_or_external(tmp_path):
+    own = SimpleNamespace(path=tmp_path / "a")
+    own.path.mkdir()
+    (own.path / "meta.json").write_text(json.dumps({"stage": "pretrain"}))
+    assert model_dir(own) == str(tmp_path / "a" / "model")
+    ext = SimpleNamespace(path=tmp_path / "b")
+    ext.path.mkdir()
+    (ext.path / "meta.json").write_text(json.dumps({"external_path": "org/some-model"}))
+    assert model_dir(ext) == "org/some-model"
+
+
+def test_completion_logprobs_ignores_padding_and_batch(tiny):
+    model, tok = tiny
+    p_ids = encode_prompts(tok, [p for p, _ in CORPUS])
+    c_ids = encode_completions(tok, [c for _, c in CORPUS])
+    with torch.no_grad():
+        lp, mask = completion_logprobs(model, p_ids, c_ids)
+        assert lp.shape == mask.shape == (len(CORPUS), max(map(len, c_ids)))
+        assert mask.sum(1).tolist() == [len(c) for c in c_ids]
+        assert (lp[~mask] == 0).all() and (lp[mask] < 0).all()
+        for i in range(len(CORPUS)):
+            alone, _ = completion_logprobs(model, [p_ids[i]], [c_ids[i]])
+            torch.testing.assert_close(alone[0], lp[i, :len(c_ids[i])], atol=1e-5, rtol=1e-5)
+        # against a plain unpadded forward pass
+        full = torch.tensor([p_ids[1] + c_ids[1]])
+        ref = torch.log_softmax(model(full).logits[0, len(p_ids[1]) - 1:-1].float(), -1)
+        ref = ref.gather(-1, torch.tensor(c_ids[1])[:, None]).squeeze(-1)
+        torch.testing.assert_close(lp[1, :len(c_ids[1])], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_completion_logprobs_has_gradients(tiny):
+    model, tok = tiny
+    lp, mask = completion_logprobs(model, encode_prompts(tok, [CORPUS[2][0]]), encode_completions(tok, [CORPUS[2][1]]))
+    lp.sum().backward()
+    assert model.model.embed_tokens.weight.grad is not None
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("method", ["loop", "generate"])
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 1.0), (1.3, 0.9)])
+def test_completion_logprobs_equals_sampler_logp(tiny, method, temperature, top_p):
+    model, tok = tiny
+    prompts = [CORPUS[0][0], CORPUS[3][0], "theorem odd (p : Prop) : p → p := by"]  # different lengths
+    recs = sampler.sample(model, tok, prompts, n=5, temperature=temperature, top_p=top_p, max_new_tokens=40,
+                          batch_size=7, seed=3, method=method)
+    p_ids = encode_prompts(tok, prompts)
+    with torch.no_grad():
+        lp, mask = completion_logprobs(model, [p_ids[r["prompt_idx"]] for r in recs], [r["token_ids"] for r in recs])
+        lp_t, _ = completion_logprobs(model, [p_ids[r["prompt_idx"]] for r in recs], [r["token_ids"] for r in recs],
+                                      temperature=temperature)
+    got = torch.tensor([r["logp"] for r in recs])
+    torch.testing.assert_close(lp.sum(1).double(), got.double(), atol=1e-4, rtol=1e-5)
+    assert mask.sum(1).tolist() == [r["num_tokens"] for r in recs]
+    if top_p == 1.0:  # without a nucleus the sampling distribution is the tempered softmax
+        torch.testing.assert_close(lp_t.sum(1).double(), torch.tensor([r["sample_logp"] for r in recs]).double(),
+                                   atol=1e-4, rtol=1e-5)
