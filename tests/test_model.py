@@ -178,3 +178,82 @@ def test_completion_logprobs_equals_sampler_logp(tiny, method, temperature, top_
     if top_p == 1.0:  # without a nucleus the sampling distribution is the tempered softmax
         torch.testing.assert_close(lp_t.sum(1).double(), torch.tensor([r["sample_logp"] for r in recs]).double(),
                                    atol=1e-4, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- the pretrain stage
+
+
+def pretrain_ctx(root):
+    from omegaconf import OmegaConf
+
+    from pipeline.context import Context
+    from pipeline.store import ArtifactStore
+    from pipeline.tracking import RunLogger
+
+    cfg = OmegaConf.create({
+        "model": {"name": "tiny_prop", "path": "", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
+                  "num_layers": 1, "num_heads": 2, "max_length": 256, "dtype": "float32", "device": "cpu"},
+        "pretrain": {"seed": 0, "extra_theorems": 12, "proofs_per_theorem": 2, "max_proof_chars": 0, "steps": 12,
+                     "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "weight_decay": 0.01, "checkpoint_every": 4,
+                     "num_threads": 0},
+        "dataset": {"train_path": "pkg://lean_env/data/prop_train.jsonl", "eval_path": "pkg://lean_env/data/prop_eval.jsonl",
+                    "train_limit": 10, "prompt_template": "{statement} := by", "proof_prefix": "by"},
+        "progress": False,
+    })
+    return Context(cfg=cfg, store=ArtifactStore(root / "store"), run_dir=root / "run", log=RunLogger(root / "run"))
+
+
+def test_pretrain_corpus_excludes_the_eval_split(tmp_path):
+    from lean_env.prop.theorems import canonical_key
+    from pipeline.data import load_theorems
+    from pipeline.pretrain import build_corpus
+
+    ctx = pretrain_ctx(tmp_path)
+    corpus, stats = build_corpus(ctx.cfg)
+    eval_keys = {canonical_key(s) for s in load_theorems(ctx.cfg.dataset.eval_path)["statement"]}
+    assert not eval_keys & {canonical_key(s) for s in corpus["statement"]}
+    assert stats["train_theorems"] == 10 and stats["extra_theorems"] == 12 and len(corpus) == 22 * 2
+    assert (corpus["prompt"] == corpus["statement"] + " := by").all()
+    assert not corpus["completion"].str.startswith("by").any()
+
+
+def test_pretrain_killed_midway_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from pipeline import pretrain
+
+    ref = pretrain.run(pretrain_ctx(tmp_path / "a"))
+    assert (ref.path / "model" / "model.safetensors").exists() and (ref.path / "corpus_stats.json").exists()
+    assert not (ref.path / "checkpoint.pt").exists()
+    loaded, tok = load(model_dir(ref), "cpu", "float32")
+    assert loaded.config.num_hidden_layers == 1
+
+    class Killed(Exception):
+        pass
+
+    def die(stage, counter, value):
+        if (stage, counter, value) == ("pretrain", "step", 6):
+            raise Killed
+
+    monkeypatch.setattr(pretrain, "maybe_die", die)
+    ctx = pretrain_ctx(tmp_path / "b")
+    with pytest.raises(Killed):
+        pretrain.run(ctx)
+    monkeypatch.undo()
+    work = next((tmp_path / "b" / "store" / "pretrain").glob("*.partial"))
+    assert torch.load(work / "checkpoint.pt", weights_only=False)["step"] == 4
+    resumed = pretrain.run(pretrain_ctx(tmp_path / "b"))
+    assert resumed.key == ref.key
+    a = load_file(ref.path / "model" / "model.safetensors")
+    b = load_file(resumed.path / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pretrain_with_a_model_path_records_it(tmp_path):
+    from pipeline import pretrain
+
+    ctx = pretrain_ctx(tmp_path)
+    ctx.cfg.model.path = "some-org/some-model"
+    art = pretrain.run(ctx)
+    assert art.meta["external_path"] == "some-org/some-model" and model_dir(art) == "some-org/some-model"
+    assert pretrain.run(ctx).path == art.path
