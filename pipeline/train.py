@@ -169,9 +169,9 @@ class Trainer:
         return _decided(v).assign(sampled_by="base")
 
     def _online_samples(self, rnd: int) -> pd.DataFrame:
-        from lean_env.cache import VerdictCache
         from lean_env.verifier import Item, get_backend, verify_items
         from pipeline.sampler import sample
+        from pipeline.verify import open_cache
 
         theorems = self._round_theorems(rnd)
         scfg, vcfg = self.cfg.sampler, self.cfg.verifier
@@ -184,7 +184,7 @@ class Trainer:
         df["theorem_id"] = theorems["id"].to_numpy()[df["prompt_idx"]]
         df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
         df["proof"] = self.cfg.dataset.proof_prefix + df["completion"]
-        cache = VerdictCache(self.ctx.output_dir / "cache" / "verdicts.sqlite") if vcfg.cache else None
+        cache = open_cache(self.ctx)
         if self.backend is None:
             self.backend = get_backend(vcfg.backend)
         results = verify_items([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],

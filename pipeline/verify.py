@@ -34,7 +34,7 @@ def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Ar
         df = read_parquet(samples.file("samples.parquet"))
         items = [Item(id=f"{r.theorem_id}#{r.sample_idx}", statement=r.statement, proof=r.proof)
                  for r in df.itertuples(index=False)]
-        cache = VerdictCache(ctx.output_dir / "cache" / "verdicts.sqlite") if vcfg.cache else None
+        cache = open_cache(ctx)
         started = time.time()
         with backend:
             results = verify_items(items, backend, cache=cache, timeout=vcfg.timeout,
@@ -51,6 +51,11 @@ def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Ar
         ctx.store.commit(art, {"verdicts": counts, "seconds": seconds, **key_cfg})
     ctx.announce(label, art, reused=False, detail=", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     return art
+
+
+def open_cache(ctx: Context) -> VerdictCache | None:
+    """The verdict cache every stage of this output folder shares (None when `verifier.cache` is off)."""
+    return VerdictCache(ctx.output_dir / "cache" / "verdicts.sqlite") if ctx.cfg.verifier.cache else None
 
 
 def per_theorem(verdicts: pd.DataFrame) -> pd.DataFrame:

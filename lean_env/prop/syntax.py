@@ -39,6 +39,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from lean_env.prop import formula
 from lean_env.prop.formula import FALSE, TRUE, Formula
 
 MAX_DEPTH = 60  # nesting of terms, formulas, blocks and patterns, counted while parsing
@@ -308,13 +309,9 @@ class Statement:
 
 
 # formula operators: tag, precedence, minimum precedence of the left and of the right operand
-_BINOPS = {
-    "∧": ("and", 35, 36, 35),
-    "∨": ("or", 30, 31, 30),
-    "→": ("imp", 25, 26, 25),
-    "↔": ("iff", 20, 21, 21),
-}
-_MAX_PREC = 1024
+# (one table, in formula.py, so the parser and the printer cannot disagree)
+_BINOPS = {sym: (tag, p, lp, rp) for tag, (sym, p, lp, rp) in formula.BINARY.items()}
+_MAX_PREC = formula.MAX_PREC
 _FORMULA_OPS = frozenset(_BINOPS) | {"¬"}
 
 # tokens that may start an application argument (besides identifiers)
