@@ -93,7 +93,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
                 started = time.time()
                 records = sample(model, tokenizer, texts[lo:hi], n=n, temperature=temperature, top_p=top_p,
                                  max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 seed=shard_seed(seed, i), bar=bar)
+                                 seed=shard_seed(seed, i), bar=bar, num_threads=cfg.sampler.get("num_threads", 0))
                 dt = time.time() - started
                 df = _frame(records, theorems.iloc[lo:hi], cfg.dataset.proof_prefix)
                 shards.write(i, df)
