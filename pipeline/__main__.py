@@ -25,6 +25,10 @@ register()
 
 def build_context(cfg: DictConfig, run_dir: Path, job_type: str = "pipeline") -> Context:
     validate(cfg)
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     output_dir = Path(cfg.output_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

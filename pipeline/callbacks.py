@@ -1,6 +1,15 @@
-"""Hydra callbacks: the sweep report runs by itself at the end of a multirun.
+"""Hydra callbacks: shared work before a multirun's jobs, the sweep report after them.
 
-Registered in an experiment config (`# @package _global_`):
+`PrepareShared` (on_multirun_start) builds what every job of a sweep needs and no job owns — the
+base model (`pretrain`), the base model's samples and verdicts on the train split, the base
+evaluation — in the launching process with all its CPU threads, before the launcher starts the jobs.
+Without it the first job would build them with the few threads a parallel job gets while the others
+wait on the store's locks. The jobs then find them in the store ("reused"). Turn it off
+(`hydra.callbacks.prepare_shared.enabled=false`) where the launching machine must not compute, e.g.
+a Slurm login node: the jobs build the shared artifacts themselves, one of them under the lock.
+
+`SweepReport` (on_multirun_end) writes the sweep report. Both are registered in an experiment
+config (`# @package _global_`):
 
     hydra:
       callbacks:
@@ -17,6 +26,7 @@ printed clearly and never changes what the jobs left behind or the exit status o
 from __future__ import annotations
 
 import atexit
+import copy
 import subprocess
 import sys
 import traceback
@@ -24,7 +34,41 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+class PrepareShared(Callback):
+    def __init__(self, enabled: bool = True, stages: list | None = None):
+        self.enabled = enabled
+        self.stages = list(stages) if stages is not None else ["pretrain", "verify", "evaluate_base"]
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        from pipeline.__main__ import build_context
+        from pipeline.evaluate import run_base
+        from pipeline.pretrain import run as pretrain_run
+        from pipeline.verify import run as verify_run
+
+        known = {"pretrain": pretrain_run, "verify": verify_run, "evaluate_base": run_base}
+        unknown = [s for s in self.stages if s not in known]
+        if unknown:
+            raise ValueError(f"PrepareShared: unknown stage(s) {unknown}; known: {list(known)}")
+        cfg = copy.deepcopy(config)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        cfg.threads = 0  # every core: no job runs yet
+        run_dir = Path(str(config.hydra.sweep.dir)).resolve() / SHARED_DIR
+        print(f"\n[sweep] building what every job shares ({', '.join(self.stages)}) in {run_dir}", file=sys.stderr, flush=True)
+        ctx = build_context(cfg, run_dir, job_type="shared")
+        try:
+            for name in self.stages:
+                ctx.stage(name, known[name])
+        finally:
+            ctx.log.finish()
+
+
+SHARED_DIR = "shared"  # under the sweep folder: the PrepareShared run's config and metrics
 
 
 class SweepReport(Callback):

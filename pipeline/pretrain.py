@@ -4,8 +4,10 @@ With `model.path` set (a hub name or a local folder) the artifact only records t
 `pipeline.model.model_dir` hands it to `from_pretrained`. Otherwise (`model=tiny_prop`) it builds
 the embedded model from scratch:
 
-1. corpus: the train split's theorems plus `pretrain.extra_theorems` freshly generated ones, with
-   every theorem of the eval split excluded up to renaming (`canonical_key`), each with
+1. corpus: the train split's theorems plus the first `pretrain.extra_theorems` of
+   `pretrain.extra_path` (shipped generator theorems, easier on average than the splits: see
+   scripts/make_prop_splits.py), with every theorem of the eval split excluded up to renaming
+   (`canonical_key`), each with
    `proofs_per_theorem` proofs drawn from the proof generator's style prior;
 2. a byte-level BPE tokenizer trained on the corpus text;
 3. a Llama trained from scratch on `prompt -> completion + EOS` (loss on completion tokens only),
@@ -115,9 +117,14 @@ def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
     train = train[keep]
     rows = [{"id": r["id"], "statement": r["statement"], "source": "train"} for r in train.to_dict("records")]
     if pc.extra_theorems > 0:
-        extra = thm.generate(step_seed(pc.seed, 1), int(pc.extra_theorems),
-                             exclude_keys=eval_keys | set(train_keys), split="pre")
-        rows += [{"id": r["id"], "statement": r["statement"], "source": "extra"} for r in extra]
+        extra = load_theorems(pc.extra_path, int(pc.extra_theorems))
+        if len(extra) < pc.extra_theorems:
+            raise ValueError(f"pretrain.extra_theorems={pc.extra_theorems} but {pc.extra_path} holds {len(extra)} theorems")
+        leaked = [i for i, st in zip(extra["id"], extra["statement"]) if thm.canonical_key(st) in eval_keys]
+        if leaked:
+            raise ValueError(f"{pc.extra_path}: {len(leaked)} theorems are eval theorems up to renaming "
+                             f"(first: {leaked[0]}); regenerate it with scripts/make_prop_splits.py")
+        rows += [{"id": r["id"], "statement": r["statement"], "source": "extra"} for r in extra.to_dict("records")]
     theorem_seconds = time.time() - started
     rng = random.Random(step_seed(pc.seed, 2))
     prefix = ds.proof_prefix

@@ -37,7 +37,7 @@ REPORT_DIR = "report"
 BASE_METHOD = "base model"
 VERDICT_COLUMNS = ["theorem_id", "statement", "proof", "verdict"]
 # Folders in a sweep folder that are not jobs.
-NOT_JOBS = {REPORT_DIR, "wandb", ".hydra", "__pycache__"}
+NOT_JOBS = {REPORT_DIR, "shared", "wandb", ".hydra", "__pycache__"}  # "shared": callbacks.SHARED_DIR
 BASELINE_MARKERS = ["s", "D", "^", "v", "P", "X", "p", "h", "<", ">", "8", "d"]
 # Baseline colours: tab10 without red (the frontier), grey (the α line) and the viridis-like ones.
 BASELINE_COLOURS = ["tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",

@@ -1,11 +1,14 @@
-"""Write the shipped propositional splits: lean_env/data/prop_train.jsonl and prop_eval.jsonl.
+"""Write the shipped propositional splits: lean_env/data/prop_{train,eval,pretrain}.jsonl.
 
 Deterministic: fixed seeds, no dependence on the Python hash seed.  The eval split is generated
 after the train split with the train split's canonical keys excluded, so no eval theorem is a train
-theorem up to renaming of variables; it uses a slightly harder level mix (`EVAL_LEVELS`).
+theorem up to renaming of variables (level mix `EVAL_LEVELS`).  The pretrain theorems (the extra
+theorems of the `pretrain` stage's corpus, beyond the train split) exclude both, with the easier mix
+`PRETRAIN_LEVELS`; shipping them saves the `pretrain` stage minutes of generation (easy theorems are
+few up to renaming, so the generator needs many candidates to find them).
 Every reference proof is run through the checker before anything is written.
 
-    python scripts/make_prop_splits.py [--out-dir lean_env/data] [--train N] [--eval N]
+    python scripts/make_prop_splits.py [--out-dir lean_env/data] [--train N] [--eval N] [--pretrain N]
 """
 
 from __future__ import annotations
@@ -21,20 +24,26 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lean_env.prop.checker import check  # noqa: E402
-from lean_env.prop.theorems import EVAL_LEVELS, TRAIN_LEVELS, canonical_key, generate  # noqa: E402
+from lean_env.prop.theorems import (  # noqa: E402
+    EVAL_LEVELS, PRETRAIN_LEVELS, TRAIN_LEVELS, canonical_key, generate)
 
 TRAIN_SEED = 20_241_101
 EVAL_SEED = 20_241_102
+PRETRAIN_SEED = 20_241_103
 N_TRAIN = 2000
 N_EVAL = 250
+N_PRETRAIN = 6000
 
 
-def make(n_train: int = N_TRAIN, n_eval: int = N_EVAL) -> tuple[list[dict], list[dict]]:
+def make(n_train: int = N_TRAIN, n_eval: int = N_EVAL, n_pretrain: int = N_PRETRAIN) -> dict[str, list[dict]]:
     train = generate(TRAIN_SEED, n_train, split="train", id_width=5, level_weights=TRAIN_LEVELS)
     train_keys = {canonical_key(r["statement"]) for r in train}
     evals = generate(EVAL_SEED, n_eval, exclude_keys=train_keys, split="eval", id_width=4,
                      level_weights=EVAL_LEVELS)
-    return train, evals
+    eval_keys = {canonical_key(r["statement"]) for r in evals}
+    pretrain = generate(PRETRAIN_SEED, n_pretrain, exclude_keys=train_keys | eval_keys, split="pre",
+                        id_width=5, level_weights=PRETRAIN_LEVELS)
+    return {"prop_train": train, "prop_eval": evals, "prop_pretrain": pretrain}
 
 
 def verify(rows: list[dict]) -> None:
@@ -70,13 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", type=Path, default=ROOT / "lean_env" / "data")
     ap.add_argument("--train", type=int, default=N_TRAIN)
     ap.add_argument("--eval", type=int, default=N_EVAL)
+    ap.add_argument("--pretrain", type=int, default=N_PRETRAIN)
     args = ap.parse_args(argv)
-    train, evals = make(args.train, args.eval)
-    train_keys = {canonical_key(r["statement"]) for r in train}
-    assert not train_keys & {canonical_key(r["statement"]) for r in evals}
-    verify(train)
-    verify(evals)
-    for name, rows in (("prop_train", train), ("prop_eval", evals)):
+    splits = make(args.train, args.eval, args.pretrain)
+    keys = {name: {canonical_key(r["statement"]) for r in rows} for name, rows in splits.items()}
+    assert not keys["prop_train"] & keys["prop_eval"]
+    assert not (keys["prop_train"] | keys["prop_eval"]) & keys["prop_pretrain"]
+    for rows in splits.values():
+        verify(rows)
+    for name, rows in splits.items():
         size = write(args.out_dir / f"{name}.jsonl", rows)
         print(summary(name, rows))
         print(f"  wrote {args.out_dir / (name + '.jsonl')} ({size / 1024:.0f} KiB)")

@@ -88,3 +88,30 @@ def test_sigkill_during_sampling_and_training_resumes_to_identical_artifacts(cle
     assert a.keys() == b.keys()
     for k in a:
         assert (a[k] == b[k]).all(), k
+
+
+def test_toy_alpha_sweep_runs_jobs_in_parallel_and_reports(clean_run):
+    """The real alpha_sweep experiment (joblib launcher, shared stages built first, report at the
+    end) at smoke size, three methods, on the smoke run's store."""
+    out, _, _ = clean_run
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    env.pop("DMVR_FAULT", None)
+    smoke = ["model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1", "model.num_heads=2",
+             "model.vocab_size=384", "pretrain.extra_theorems=100", "pretrain.proofs_per_theorem=4",
+             "pretrain.steps=60", "pretrain.batch_size=32", "pretrain.checkpoint_every=20",
+             "dataset.train_limit=24", "dataset.eval_limit=12", "sampler.samples_per_prompt=4",
+             "sampler.max_new_tokens=48", "sampler.prompts_per_shard=8", "eval.samples_per_prompt=8",
+             "eval.ks=[1,2,4,8]", "train.prompts_per_round=8", "train.rounds=2", "train.batch_size=16"]
+    cmd = [sys.executable, "-m", "pipeline", "+experiment=alpha_sweep", f"output_dir={out}", "progress=false",
+           "logger.backend=none", *smoke, "+method=dpg_a05,rsft,grpo"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    log = done.stdout + done.stderr
+    assert "building what every job shares" in log and "Joblib.Parallel(n_jobs=2" in log
+    # the jobs found the shared artifacts built before them
+    assert "[pretrain] built" not in log.split("Launching jobs")[1]
+    sweep = sorted((out / "sweeps" / "alpha_sweep").iterdir())[-1]
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+    table = pd.read_csv(sweep / "report" / "table.csv")
+    assert {"α-DPG α=0.5", "RS-FT", "GRPO (β=0.04)"} <= set(table["method"])
+    assert (sweep / "report" / "pareto.png").stat().st_size > 0
