@@ -38,8 +38,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 class PrepareShared(Callback):
-    def __init__(self, enabled: bool = True, stages: list | None = None):
+    def __init__(self, enabled: bool = True, stages: list | None = None, threads: int = 0):
         self.enabled = enabled
+        # torch threads for the shared stages: 0 = every core (no job runs yet). On a machine that is
+        # busy with other work say 1: two intra-op threads fighting for one free core run ~10× slower.
+        self.threads = threads
         self.stages = list(stages) if stages is not None else ["pretrain", "verify", "evaluate_base"]
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -57,7 +60,7 @@ class PrepareShared(Callback):
         cfg = copy.deepcopy(config)
         with open_dict(cfg):
             del cfg["hydra"]
-        cfg.threads = 0  # every core: no job runs yet
+        cfg.threads = self.threads
         run_dir = Path(str(config.hydra.sweep.dir)).resolve() / SHARED_DIR
         print(f"\n[sweep] building what every job shares ({', '.join(self.stages)}) in {run_dir}", file=sys.stderr, flush=True)
         ctx = build_context(cfg, run_dir, job_type="shared")
