@@ -96,3 +96,11 @@ def test_theorem_name():
     assert theorem_name("theorem foo.bar (p : Prop) : p → p") == "foo.bar"
     with pytest.raises(ValueError):
         theorem_name("lemma x : True")
+
+
+def test_needs_restart_exactly_when_the_reply_is_not_a_command_result():
+    from lean_env.lean_repl.classify import needs_restart
+
+    assert needs_restart({"message": "Unknown environment."})
+    assert needs_restart("garbage") and needs_restart({"env": "1"})
+    assert not needs_restart({"env": 4, "messages": []})

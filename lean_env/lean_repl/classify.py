@@ -96,6 +96,12 @@ def build_command(statement: str, proof: str) -> Command:
     return Command(text, name, proof_line, proof_col, axioms_line)
 
 
+def needs_restart(response: object) -> bool:
+    """True when a reply is not the result of running a command (no `env`): the worker is out of
+    step with us (it lost the header environment, or answered something else) and is replaced."""
+    return not isinstance(response, dict) or not isinstance(response.get("env"), int)
+
+
 def classify(response: object, command: Command,
              allowed_axioms: Iterable[str] = DEFAULT_ALLOWED_AXIOMS) -> Verdict:
     """The verdict for `response`, the REPL's decoded reply to `command`."""
@@ -135,7 +141,7 @@ def _check_axioms(messages: list[dict], command: Command, allowed_axioms: Iterab
             reports.append(found)
     if not reports:
         # Without it we cannot tell what the proof rests on: not a pass, and not the proof's fault.
-        return Verdict("error", "the REPL reply has no `#print axioms` answer", restart=True)
+        return Verdict("error", "the REPL reply has no `#print axioms` answer")
     if len(reports) > 1:
         return Verdict("fail", f"{len(reports)} `#print axioms` answers: the proof added commands")
     report = reports[0]
