@@ -231,3 +231,34 @@ def test_real_lean_repl():
         results = backend.verify(items("by exact h", "by exact hx", "by sorry"), timeout=120, workers=1)
     assert [r.verdict for r in results] == ["pass", "fail", "fail"]
     assert results[1].message.startswith("1:9:")
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_cli_verify_with_the_fake_repl(tmp_path):
+    import json
+    import subprocess
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    rows = [{"id": 1, "statement": STATEMENT, "proof": "by exact h"},
+            {"id": 2, "statement": STATEMENT, "proof": "by fake_error"},
+            {"id": 3, "statement": STATEMENT, "proof": "by sorry"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    command = json.dumps([sys.executable, FAKE])
+    proc = subprocess.run([sys.executable, "-m", "lean_env", "verify", "--backend", "lean_repl", str(src), str(out),
+                           "--no-cache", "--no-progress", "--workers", "1", "--timeout", "5",
+                           "-o", f"command={command}", "--lean-header", "import Core"],
+                          capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    verdicts = [json.loads(line)["verdict"] for line in out.read_text().splitlines()]
+    assert verdicts == ["pass", "fail", "invalid"]  # the guard refuses `sorry` before the REPL sees it
+    assert "lean_repl" in proc.stderr and "pass 1, fail 1, invalid 1" in proc.stderr
+
+
+def test_cli_bad_option_syntax(tmp_path):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "lean_env", "verify", "--backend", "lean_repl", "in", "out",
+                           "-o", "novalue"], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=60)
+    assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr and "Traceback" not in proc.stderr
