@@ -16,7 +16,7 @@ import pytest
 from lean_env.lean_repl.backend import LeanReplBackend
 from lean_env.lean_repl.setup import LeanSetupError, find_lake
 from lean_env.verifier import Item, get_backend, verify_items
-from tests.test_pool import alive, wait_dead
+from tests.test_pool import wait_dead
 
 FAKE = str(Path(__file__).parent / "fakes" / "fake_repl.py")
 STATEMENT = "theorem t (p : Prop) (h : p) : p"

@@ -23,7 +23,6 @@ exits as soon as it finishes the command it is on, which Lean's `maxHeartbeats` 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 
 from lean_env.lean_repl.classify import DEFAULT_ALLOWED_AXIOMS, Command, build_command, classify, needs_restart
@@ -120,7 +119,7 @@ class LeanReplBackend(Backend):
         for item in items:
             try:
                 command = build_command(item.statement, item.proof)
-            except ValueError as e:  # the guard normally refuses such statements first
+            except ValueError:  # the guard normally refuses such statements first
                 commands.append(None)
                 requests.append(None)
                 continue
