@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "e.g. 'import Mathlib' (default: none, core Lean)")
     lean.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                       help="any backend option (repeatable); VALUE is read as JSON when it parses, else "
-                           "as a string: -o max_items_per_worker=500 -o command='lake env repl'")
+                           "as a string: -o max_items_per_worker=500 -o lake_env_wrapper=true")
     return parser
 
 

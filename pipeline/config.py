@@ -73,7 +73,10 @@ class LeanReplConfig:
     """Options of the `lean_repl` backend (lean_env/lean_repl/backend.py); used when backend=lean_repl."""
     project: str = ""  # the Lean project; empty: $DMVR_LEAN_PROJECT, else ~/.cache/dmvr/lean/project
     repl: str = ""  # the REPL binary; empty: <project>/../repl/.lake/build/bin/repl
-    command: str = ""  # replaces `lake env <repl>` with any command speaking the REPL protocol
+    command: str = ""  # replaces the REPL binary with any command speaking the REPL protocol
+    # true: each worker is `lake env <repl>`; false: the REPL itself, in the environment `lake env`
+    # prints once, so that it dies with us even when we are SIGKILLed (lean_env/lean_repl/setup.py)
+    lake_env_wrapper: bool = False
     header: str = ""  # run once per worker, e.g. "import Mathlib"; empty: core Lean
     allowed_axioms: list = field(default_factory=lambda: ["propext", "Classical.choice", "Quot.sound"])
     max_items_per_worker: int = 200  # recycle a REPL after this many proofs (its memory grows)

@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--header", default="")
     parser.add_argument("--project", default=None)
-    parser.add_argument("--command", default=None, help="run this instead of `lake env <repl>`")
+    parser.add_argument("--command", default=None, help="run this instead of the REPL binary")
     parser.add_argument("--limit", type=int, default=0, help="first N proofs only")
     args = parser.parse_args()
 

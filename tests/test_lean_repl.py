@@ -7,7 +7,10 @@ Lean when a project is configured, and skips with the reason otherwise.
 """
 
 import os
+import signal
+import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -16,9 +19,10 @@ import pytest
 from lean_env.lean_repl.backend import LeanReplBackend
 from lean_env.lean_repl.setup import LeanSetupError, find_lake
 from lean_env.verifier import Item, get_backend, verify_items
-from tests.test_pool import wait_dead
+from tests.test_pool import alive, wait_dead
 
 FAKE = str(Path(__file__).parent / "fakes" / "fake_repl.py")
+FAKE_LAKE = str(Path(__file__).parent / "fakes" / "fake_lake.py")
 STATEMENT = "theorem t (p : Prop) (h : p) : p"
 
 
@@ -177,6 +181,114 @@ def test_default_pool_size_is_capped_by_memory(tmp_path, monkeypatch):
     assert fake_backend(tmp_path, worker_memory_mb=100).default_workers() == 15
     monkeypatch.setattr(module, "available_memory_mb", lambda: 1000)
     assert fake_backend(tmp_path, worker_memory_mb=4000).default_workers() == 1
+
+
+# --- the default set-up: the REPL binary in the environment `lake env` prints -------------------
+
+
+def fake_lean_project(tmp_path, monkeypatch, mode: str = "") -> Path:
+    """A Lean project folder, the fake lake on PATH, and `tmp_path/repl`: a "REPL binary" that
+    execs the fake REPL (same pid) with a pid dir, as `repl=` for the backend."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "lakefile.toml").write_text('name = "p"\n')
+    (project / "lean-toolchain").write_text("leanprover/lean4:v4.19.0\n")
+    if mode:
+        (project / "fake-lake-mode").write_text(mode)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "lake").write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE_LAKE} "$@"\n')
+    (bin_dir / "lake").chmod(0o755)
+    (tmp_path / "pids").mkdir()
+    (tmp_path / "repl").write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE} --pid-dir {tmp_path / "pids"}\n')
+    (tmp_path / "repl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return project
+
+
+def proc_environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        entries = [e.decode().partition("=") for e in f.read().split(b"\0") if e]
+    return {k: v for k, _, v in entries}
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux's")
+
+
+@linux_only
+def test_lake_env_is_asked_once_and_each_worker_is_the_repl_itself(tmp_path, monkeypatch):
+    project = fake_lean_project(tmp_path, monkeypatch)
+    monkeypatch.setenv("DMVR_TEST_SECRET", "hunter2")
+    with LeanReplBackend(project=str(project), repl=str(tmp_path / "repl"), startup_timeout=10.0) as backend:
+        assert backend.worker.argv == [str((tmp_path / "repl").resolve())]  # no `lake env` in front
+        results = backend.verify(items("by exact h", "by fake_error", "by exact h"), timeout=5, workers=2)
+        assert [r.verdict for r in results] == ["pass", "fail", "pass"]
+        pids = backend.pool(2).pids()
+        # The pool's workers are the REPL processes (what the parent-death signal reaches), not lakes.
+        assert sorted(pids) == sorted(worker_pids(tmp_path)) and len(pids) == 2
+        for pid in pids:
+            env = proc_environ(pid)
+            assert env["FAKE_LAKE"] == "1"
+            assert env["LEAN_PATH"].endswith(f"{project}/.lake/build/lib")
+            assert env["LEAN_SRC_PATH"] == f"{project}/.lake/packages/mathlib:{project}"
+            assert env["PATH"].startswith(f"{project}/fake-toolchain/bin{os.pathsep}{tmp_path / 'bin'}")
+            assert "DMVR_TEST_SECRET" not in env  # lake was run with the stripped environment
+    assert (project / "fake-lake.log").read_text() == "env env -0\n"  # once, for all workers
+    assert wait_dead(pids) == []
+
+
+@linux_only
+def test_no_repl_survives_a_parent_killed_with_sigkill(tmp_path, monkeypatch):
+    """The parent dies (SIGKILL: no atexit, no close) while every REPL is busy with a command. Under
+    `lake env` only lake would get the parent-death signal, and the busy REPLs would run on until
+    they next read their input; started directly, they die with the parent."""
+    project = fake_lean_project(tmp_path, monkeypatch)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+        from lean_env.lean_repl.backend import LeanReplBackend
+        from lean_env.verifier import Item
+        backend = LeanReplBackend(project={str(project)!r}, repl={str(tmp_path / "repl")!r}, startup_timeout=10.0)
+        results = backend.verify([Item(i, {STATEMENT!r}, "by exact h") for i in range(2)], timeout=10, workers=2)
+        assert [r.verdict for r in results] == ["pass", "pass"], results
+        print(*backend.pool(2).pids(), flush=True)
+        backend.verify([Item(i, {STATEMENT!r}, "by fake_hang") for i in range(2)], timeout=600, workers=2)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(alive(p) for p in pids)
+        time.sleep(0.5)  # the hanging commands reach the REPLs
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    assert sorted(worker_pids(tmp_path)) == sorted(pids)  # every REPL started was a pool worker
+    assert wait_dead(pids) == []
+
+
+def test_old_lake_env_wrapper_still_works(tmp_path, monkeypatch):
+    project = fake_lean_project(tmp_path, monkeypatch)
+    with LeanReplBackend(project=str(project), repl=str(tmp_path / "repl"), startup_timeout=10.0,
+                         lake_env_wrapper=True) as backend:
+        assert backend.worker.argv[1:] == ["env", str((tmp_path / "repl").resolve())]
+        assert backend.worker.env is None
+        assert not (project / "fake-lake.log").exists()  # nothing asked at start-up
+        results = backend.verify(items("by exact h", "by fake_error"), timeout=5, workers=1)
+    assert [r.verdict for r in results] == ["pass", "fail"]
+    assert wait_dead(worker_pids(tmp_path)) == []
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("fail", r"lake env env -0` in .* failed with exit status 1: error: lakefile.toml: unknown package 'mathlib'; "
+             r"check that the project is set up .*lake_env_wrapper=true"),
+    ("garbage", r"did not print an environment .*'info: downloading toolchain\\nthis is not"),
+    ("empty", r"printed no environment; .*lake_env_wrapper"),
+    ("no-lean-path", r"printed no LEAN_PATH"),
+])
+def test_lake_env_without_an_environment_is_a_clear_setup_error(tmp_path, monkeypatch, mode, message):
+    project = fake_lean_project(tmp_path, monkeypatch, mode)
+    with pytest.raises(LeanSetupError, match=message):
+        LeanReplBackend(project=str(project), repl=str(tmp_path / "repl"))
 
 
 # --- set-up errors ---------------------------------------------------------------------------

@@ -14,10 +14,11 @@ error: a missing Mathlib must not turn into a million `fail`s), then per proof
 `lean_env.lean_repl.classify`. A reply without `env` (`{"message": "Unknown environment."}`)
 makes the item an `error` and the worker is replaced.
 
-What workers run: see `lean_env.lean_repl.setup` (`lake env <repl>` in a Lean project, or any
-`command` speaking the protocol). Parent death: each worker (the `lake` process) gets SIGKILL
-from the kernel when our process dies; the REPL under it then sees end-of-file on its input and
-exits as soon as it finishes the command it is on, which Lean's `maxHeartbeats` bounds.
+What workers run: see `lean_env.lean_repl.setup` (the REPL binary in a Lean project, in the
+environment `lake env` sets there, or any `command` speaking the protocol). Parent death: each
+worker gets SIGKILL from the kernel when our process dies. By default the worker *is* the REPL
+(not `lake env <repl>`, whose REPL child the signal would miss, see `setup`), so no REPL
+outlives us, even when we are killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class LeanReplBackend(Backend):
     """Options (config `verifier.lean_repl.*`, see conf/verifier/lean_repl.yaml):
 
     project, repl, command – where the REPL is (lean_env.lean_repl.setup);
+    lake_env_wrapper       – True: each worker is `lake env <repl>`; False (default): the REPL
+                             itself, in the environment `lake env` prints once. Why: with the
+                             wrapper, a parent killed by SIGKILL leaves the REPLs running until
+                             they next read their input (lean_env.lean_repl.setup);
     header                 – Lean text run once per worker (imports, options, `open`s);
     allowed_axioms         – what `#print axioms` may list (sorryAx never passes);
     max_items_per_worker   – recycle a REPL after this many proofs;
@@ -86,10 +91,15 @@ class LeanReplBackend(Backend):
                  command: str | Sequence[str] | None = None, header: str = "",
                  allowed_axioms: Sequence[str] = DEFAULT_ALLOWED_AXIOMS, max_items_per_worker: int = 200,
                  memory_limit_mb: int = 16384, worker_memory_mb: int = 6144, startup_timeout: float = 600.0,
-                 max_response_bytes: int = 16 << 20, env_keep: Sequence[str] = DEFAULT_ENV_KEEP):
+                 max_response_bytes: int = 16 << 20, env_keep: Sequence[str] = DEFAULT_ENV_KEEP,
+                 lake_env_wrapper: bool = False):
+        self.env_keep = tuple(env_keep)
         # Raises LeanSetupError (a BackendUnavailableError) now, with what is missing and how
-        # to fix it, rather than failing every item later.
-        self.worker = resolve(project, repl, list(command) if command and not isinstance(command, str) else command)
+        # to fix it, rather than failing every item later. This also runs `lake env` once, with
+        # the stripped environment, for the workers' environment (see lean_env.lean_repl.setup).
+        self.worker = resolve(project, repl, list(command) if command and not isinstance(command, str) else command,
+                              lake_env_wrapper=lake_env_wrapper, env=worker_env(self.env_keep),
+                              lake_timeout=startup_timeout)
         self.header = header
         self.allowed_axioms = tuple(allowed_axioms)
         self.max_items_per_worker = max_items_per_worker
@@ -97,7 +107,6 @@ class LeanReplBackend(Backend):
         self.worker_memory_mb = worker_memory_mb
         self.startup_timeout = startup_timeout
         self.max_response_bytes = max_response_bytes
-        self.env_keep = tuple(env_keep)
         self._pool: WorkerPool | None = None
 
     @property
@@ -144,10 +153,12 @@ class LeanReplBackend(Backend):
         if self._pool is not None and self._pool.size != size:
             self.close()
         if self._pool is None:
+            # The `lake env` environment when there is one (it was made from the same stripped one).
+            env = self.worker.env if self.worker.env is not None else worker_env(self.env_keep)
             self._pool = WorkerPool(
                 self.worker.argv, ReplCodec(self.header), size=size,
                 max_items_per_worker=self.max_items_per_worker, startup_timeout=self.startup_timeout,
-                env=worker_env(self.env_keep), cwd=self.worker.cwd, memory_mb=self.memory_limit_mb,
+                env=env, cwd=self.worker.cwd, memory_mb=self.memory_limit_mb,
                 max_response_bytes=self.max_response_bytes, desc="lean_repl")
         return self._pool
 
