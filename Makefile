@@ -4,7 +4,7 @@ PYTHON ?= python
 ARGS ?=
 STAGES := pretrain sample verify train evaluate bucket report
 
-.PHONY: install install-dev test test-fast smoke sweep splits bench $(STAGES)
+.PHONY: install install-dev test test-fast smoke sweep splits bench lean-setup bench-lean-repl $(STAGES)
 
 install:
 	$(PYTHON) -m pip install torch==2.13.0
@@ -35,3 +35,12 @@ splits:
 bench:
 	$(PYTHON) scripts/bench_prop_checker.py
 	$(PYTHON) scripts/bench_sampler.py
+
+# Real Lean for the lean_repl backend (needs internet and elan; see README "Real Lean").
+LEAN_DIR ?= $(HOME)/.cache/dmvr/lean
+lean-setup:
+	scripts/setup_lean_repl.sh $(LEAN_DIR)
+
+# Throughput of the REPL pool on the embedded benchmark's reference proofs (core Lean header).
+bench-lean-repl:
+	$(PYTHON) scripts/bench_lean_repl.py lean_env/data/prop_eval.jsonl --project $(LEAN_DIR)/project $(ARGS)

@@ -56,7 +56,35 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"verdict cache (default: $DMVR_VERDICT_CACHE or {default_cache_path()})")
     cache.add_argument("--no-cache", action="store_true", help="neither read nor write a verdict cache")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
+    lean = verify.add_argument_group("Lean backends (lean_repl, leandojo)")
+    lean.add_argument("--lean-project", metavar="DIR",
+                      help="lean_repl: the Lean project to run the REPL in (default: $DMVR_LEAN_PROJECT, "
+                           "else ~/.cache/dmvr/lean/project from `make lean-setup`)")
+    lean.add_argument("--lean-repl", metavar="PATH", help="lean_repl: the REPL binary "
+                      "(default: DIR/../repl/.lake/build/bin/repl)")
+    lean.add_argument("--lean-header", metavar="TEXT", help="lean_repl: Lean text run once per worker, "
+                      "e.g. 'import Mathlib' (default: none, core Lean)")
+    lean.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="any backend option (repeatable); VALUE is read as JSON when it parses, else "
+                           "as a string: -o max_items_per_worker=500 -o lake_env_wrapper=true")
     return parser
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    """The backend's constructor options from `-o KEY=VALUE` and the named Lean flags."""
+    options = {}
+    for text in args.option:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ValueError(f"-o {text!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    for flag, key in (("lean_project", "project"), ("lean_repl", "repl"), ("lean_header", "header")):
+        if getattr(args, flag, None) is not None:
+            options[key] = getattr(args, flag)
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,10 +94,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def verify_command(args: argparse.Namespace) -> int:
     try:
-        backend = get_backend(args.backend)
+        options = backend_options(args)
+    except ValueError as e:
+        return _cannot_run(str(e))
+    try:
+        backend = get_backend(args.backend, **options)
         version = backend.version  # loads the checker: fail now rather than after reading input
     except (UnknownBackendError, BackendUnavailableError) as e:
         return _cannot_run(str(e))
+    except TypeError as e:  # an option the backend does not take
+        return _cannot_run(f"backend {args.backend!r} does not take these options {sorted(options)}: {e}")
     except Exception as e:
         return _cannot_run(f"backend {args.backend!r} cannot be loaded: {type(e).__name__}: {e}")
     if not args.input.is_file():

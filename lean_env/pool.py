@@ -101,6 +101,12 @@ class Codec:
     def check_startup(self, response: Any) -> None:
         """Raise ValueError if a start-up answer shows the worker is unusable (wrong version, …)."""
 
+    def retire_after(self, response: Any) -> bool:
+        """True if the worker that gave this (decoded) answer must be replaced after it: its
+        answer is still returned, but its state can no longer be trusted (a Lean REPL that
+        forgot its environment, say)."""
+        return False
+
 
 class JsonCodec(Codec):
     """JSON objects, each followed by `separator`.
@@ -461,7 +467,8 @@ class WorkerPool:
         self._finish(w.task, Outcome("ok", response, seconds=time.monotonic() - w.sent_at))
         w.task = None
         w.served += 1
-        if self.max_items_per_worker and w.served >= self.max_items_per_worker:
+        if self.codec.retire_after(response) or (
+                self.max_items_per_worker and w.served >= self.max_items_per_worker):
             self._retire(w)  # recycled; `_fill` starts a fresh one when there is work
 
     def _finish(self, index: int, outcome: Outcome) -> None:

@@ -145,7 +145,7 @@ def get_backend(name: str, **options) -> Backend:
             needs = _NEEDS.get(name, "code that is not in this build")
             raise BackendUnavailableError(
                 f"backend {name!r} is not available in this build: it needs {needs}, and its module "
-                f"{module_name} is not written yet. Use --backend prop, or run on a build that ships it."
+                f"{module_name} is missing from this build. Use --backend prop, or run on a build that ships it."
             ) from None
         target = getattr(module, class_name)
     return target(**options)

@@ -69,11 +69,51 @@ class DatasetConfig:
 
 
 @dataclass
+class LeanReplConfig:
+    """Options of the `lean_repl` backend (lean_env/lean_repl/backend.py); used when backend=lean_repl."""
+    project: str = ""  # the Lean project; empty: $DMVR_LEAN_PROJECT, else ~/.cache/dmvr/lean/project
+    repl: str = ""  # the REPL binary; empty: <project>/../repl/.lake/build/bin/repl
+    command: str = ""  # replaces the REPL binary with any command speaking the REPL protocol
+    # true: each worker is `lake env <repl>`; false: the REPL itself, in the environment `lake env`
+    # prints once, so that it dies with us even when we are SIGKILLed (lean_env/lean_repl/setup.py)
+    lake_env_wrapper: bool = False
+    header: str = ""  # run once per worker, e.g. "import Mathlib"; empty: core Lean
+    allowed_axioms: list = field(default_factory=lambda: ["propext", "Classical.choice", "Quot.sound"])
+    max_items_per_worker: int = 200  # recycle a REPL after this many proofs (its memory grows)
+    memory_limit_mb: int = 16384  # address-space limit per worker; 0: none
+    worker_memory_mb: int = 6144  # expected memory per worker, caps the default number of workers
+    startup_timeout: float = 600.0  # seconds to start a worker and run the header
+
+
+@dataclass
+class LeanDojoConfig:
+    """Options of the `leandojo` backend (lean_env/leandojo/backend.py); used when backend=leandojo."""
+    repo: str = ""  # git URL of the traced repository
+    commit: str = ""
+    theorems: str = ""  # JSONL index: name, full_name, file_path, statement
+    additional_imports: list = field(default_factory=list)
+
+
+@dataclass
 class VerifierConfig:
     backend: str = "prop"
-    workers: int = 0  # 0: in-process (the prop checker is fast); N: a pool of N worker processes
+    # 0: the backend's default (prop: in-process, the checker is fast; lean_repl: CPUs - 1 capped
+    # by memory); N: a pool of N worker processes
+    workers: int = 0
     timeout: float = 10.0  # seconds per proof
     cache: bool = True  # verdict cache under <output_dir>/cache/
+    lean_repl: LeanReplConfig = field(default_factory=LeanReplConfig)
+    leandojo: LeanDojoConfig = field(default_factory=LeanDojoConfig)
+
+
+def backend_options(vcfg) -> dict:
+    """Constructor options for `get_backend(vcfg.backend, **options)`: the backend's own
+    sub-config, without empty strings (which mean "the backend's default")."""
+    section = {"lean_repl": vcfg.lean_repl, "leandojo": vcfg.leandojo}.get(vcfg.backend)
+    if section is None:
+        return {}
+    options = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else dict(vars(section))
+    return {k: v for k, v in options.items() if v != ""}
 
 
 @dataclass
@@ -167,6 +207,11 @@ def validate(cfg) -> None:
     bad_k = [k for k in cfg.eval.ks if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
     if bad_k:
         raise ValueError(f"eval.ks {bad_k} must lie in [1, eval.samples_per_prompt={cfg.eval.samples_per_prompt}]")
+    if cfg.verifier.workers < 0 or cfg.verifier.timeout <= 0:
+        raise ValueError(f"verifier.workers={cfg.verifier.workers} must be >= 0 and "
+                         f"verifier.timeout={cfg.verifier.timeout} > 0")
+    if cfg.verifier.lean_repl.max_items_per_worker < 1:
+        raise ValueError("verifier.lean_repl.max_items_per_worker must be >= 1")
     if cfg.logger.backend not in ("wandb", "none"):
         raise ValueError(f"logger.backend={cfg.logger.backend!r}: expected 'wandb' or 'none'")
 

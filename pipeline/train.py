@@ -170,6 +170,7 @@ class Trainer:
 
     def _online_samples(self, rnd: int) -> pd.DataFrame:
         from lean_env.verifier import Item, get_backend, verify_items
+        from pipeline.config import backend_options
         from pipeline.sampler import sample
         from pipeline.verify import open_cache
 
@@ -186,7 +187,7 @@ class Trainer:
         df["proof"] = self.cfg.dataset.proof_prefix + df["completion"]
         cache = open_cache(self.ctx)
         if self.backend is None:
-            self.backend = get_backend(vcfg.backend)
+            self.backend = get_backend(vcfg.backend, **backend_options(vcfg))
         results = verify_items([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],
                                self.backend, cache=cache, timeout=vcfg.timeout,
                                workers=vcfg.workers, progress=self.cfg.progress)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from lean_env.cache import VerdictCache
 from lean_env.verifier import Item, get_backend, verify_items
+from pipeline.config import backend_options
 from pipeline.context import Context
 from pipeline.store import Artifact, read_parquet, write_parquet
 
@@ -21,7 +22,7 @@ VERSION = 1
 
 def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Artifact:
     vcfg = ctx.cfg.verifier
-    backend = get_backend(vcfg.backend)
+    backend = get_backend(vcfg.backend, **backend_options(vcfg))
     key_cfg = {"backend": backend.name, "backend_version": backend.version, "timeout": vcfg.timeout}
     art = ctx.store.artifact("verify", key_cfg, inputs={"samples": samples}, version=VERSION)
     if art.done:

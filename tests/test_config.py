@@ -57,3 +57,35 @@ def test_semantic_checks_name_the_key():
     cfg = _compose(["stages=[sample,fly]"])
     with pytest.raises(ValueError, match="fly"):
         validate(cfg)
+
+
+VERIFIER_CONFIGS = sorted(p.stem for p in (Path(CONF) / "verifier").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("verifier", VERIFIER_CONFIGS)
+def test_every_verifier_config_composes(verifier):
+    cfg = _compose([f"verifier={verifier}"])
+    validate(cfg)
+    assert cfg.verifier.backend == verifier
+
+
+def test_backend_options_come_from_the_backends_section():
+    from pipeline.config import backend_options
+
+    assert backend_options(_compose([]).verifier) == {}
+    cfg = _compose(["verifier=lean_repl", "verifier.lean_repl.project=/p", "verifier.lean_repl.header=import Mathlib"])
+    options = backend_options(cfg.verifier)
+    assert options["project"] == "/p" and options["header"] == "import Mathlib"
+    assert "repl" not in options  # empty means the backend's default
+    assert options["allowed_axioms"] == ["propext", "Classical.choice", "Quot.sound"]
+    cfg = _compose(["verifier=leandojo", "verifier.leandojo.repo=https://x", "verifier.leandojo.commit=abc"])
+    assert backend_options(cfg.verifier) == {"repo": "https://x", "commit": "abc", "additional_imports": []}
+
+
+def test_verifier_sections_are_typed():
+    with pytest.raises(ConfigCompositionException):
+        _compose(["verifier=lean_repl", "verifier.lean_repl.max_items_per_worker=many"])
+    with pytest.raises(ConfigCompositionException):
+        _compose(["verifier=lean_repl", "verifier.lean_repl.nonsense=1"])
+    with pytest.raises(ValueError, match="verifier.timeout"):
+        validate(_compose(["verifier.timeout=0"]))

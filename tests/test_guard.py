@@ -392,3 +392,37 @@ def test_fast_path_agrees_with_full_lexing():
     for proof in texts:
         r = guard_proof(proof)
         assert (r.ok, r.rule) == _slow_guard_proof(proof), proof
+
+
+# --- issue 6: each construct in «»-escaped form, after `;`, inside a nested `by`, with odd spacing --
+
+MORE_SPELLINGS = [
+    ("by «admit»", "admit"),
+    ("by «native_decide»", "native_decide"),
+    ("by exact h\n«axiom» x : False", "axiom"),
+    ("by\n  exact h\n  «instance» : Inhabited Nat := ⟨0⟩", "instance"),
+    ("by simp (config := { «decide» := true })", "kernel_bypass"),
+    ("by exact h; #eval 1", "#eval"),
+    ("by exact h;#exit", "#exit"),
+    ("by exact h ; run_tac pure ()", "run_tac"),
+    ("by simp only [foo];apply?", "apply?"),
+    ("by (exact?)", "exact?"),
+    ("by exact (by sorry)", "sorry"),
+    ("by exact (by\n    admit)", "admit"),
+    ("by exact h <;> admit", "admit"),
+    ("by\n\texact h\n\tsorry", "sorry"),
+    ("by exact h\n local   instance : Inhabited Nat := ⟨0⟩", "local"),
+    ("by exact h\nset_option  debug.skipKernelTC true", "set_option"),
+    ("by exact h;set_option maxHeartbeats 0 in simp", "set_option"),
+    ("by exact h\n@[implemented_by foo] def f := 1", "attribute"),
+    ("by exact h\nopaque  x : Nat", "opaque"),
+    ("by exact h\n  import Mathlib", "import"),
+    ("by exact h\n  lemma aux : True := trivial", "declaration"),
+    ("by decide +kernel", "kernel_bypass"),
+]
+
+
+@pytest.mark.parametrize("proof,rule", MORE_SPELLINGS)
+def test_more_spellings_are_refused(proof, rule):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, rule), (proof, result)

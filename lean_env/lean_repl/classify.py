@@ -1,0 +1,181 @@
+"""What the Lean REPL's reply to one proof means: `pass`, `fail`, `timeout` or `error`.
+
+A proof is sent to the REPL as one command in the worker's header environment (see
+`build_command`):
+
+    theorem NAME (binders) : TYPE := PROOF
+
+    #print axioms NAME
+
+and the REPL answers with a JSON object (leanprover-community/repl, `REPL/JSON.lean`):
+
+    {"env": 7,
+     "messages": [{"severity": "error" | "warning" | "info" | "trace",
+                   "pos": {"line": 1, "column": 40}, "endPos": {...} or null,
+                   "data": "unsolved goals ..."}],
+     "sorries": [{"goal": "...", "pos": ..., "endPos": ..., "proofState": 0}]}
+
+(empty `messages` / `sorries` lists are left out), or, when the request itself could not be served,
+with `{"message": "Unknown environment."}` and no `env`.
+
+`classify` passes a proof only when *all* of these hold:
+
+* no message of severity `error`;
+* no `sorries`, and no warning "declaration uses 'sorry'" (older Lean) or "declaration uses
+  `sorry`" (newer Lean);
+* exactly one `#print axioms` answer, naming our theorem (so the theorem was declared under the
+  name we gave, with the statement we gave: Lean refuses a second declaration of the same name),
+  and listing only allowed axioms; `sorryAx` is never allowed.
+
+A Lean heartbeat timeout ("(deterministic) timeout ... maxHeartbeats") is `timeout`; a reply that
+is not about the proof (a top-level `message`, no `env`, no `#print axioms` answer) is `error`, and
+`Verdict.restart` asks for the worker to be replaced, since its state can no longer be trusted.
+
+Positions in `fail` messages are `line:col` *in the proof text* (line 1-based, column 0-based,
+like Lean and the `prop` checker), so a model's training signal points into what it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lean_env.guard import ident_parts, tokenize
+
+# Lean's three standard axioms. Everything Mathlib proves needs no others.
+DEFAULT_ALLOWED_AXIOMS = ("propext", "Classical.choice", "Quot.sound")
+NEVER_ALLOWED = frozenset({"sorryAx"})  # a `sorry` that slipped through any other check
+MAX_MESSAGE_CHARS = 2000
+
+# "'t' depends on axioms: [propext, Classical.choice]" and "'t' does not depend on any axioms".
+# Lean may break a long list over several lines, hence `\s` and DOTALL.
+_DEPENDS = re.compile(r"^'(?P<name>.+?)' depends on axioms: \[(?P<axioms>.*)\]\s*$", re.S)
+_NO_AXIOMS = re.compile(r"^'(?P<name>.+?)' does not depend on any axioms\s*$", re.S)
+# "declaration uses 'sorry'" (Lean up to 2024) and "declaration uses `sorry`" (later).
+_USES_SORRY = re.compile(r"declaration uses ['`]sorry['`]")
+# "(deterministic) timeout at `whnf`, maximum number of heartbeats (200000) has been reached ..."
+_HEARTBEATS = re.compile(r"\(deterministic\) timeout|maximum number of heartbeats|maxHeartbeats")
+
+
+@dataclass(frozen=True)
+class Command:
+    """The text sent to the REPL for one proof, and where its parts sit in that text."""
+
+    text: str
+    theorem: str  # the theorem's name as written in the statement
+    proof_line: int  # 1-based line of the command on which the proof starts
+    proof_col: int  # 0-based column (in code points, as Lean counts) where the proof starts
+    axioms_line: int  # line of `#print axioms`
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # pass | fail | timeout | error
+    message: str = ""
+    restart: bool = False  # the worker that gave this reply should be replaced
+
+
+def theorem_name(statement: str) -> str:
+    """NAME in `theorem NAME …` (the guard has checked the statement has this form)."""
+    tokens, _ = tokenize(statement)
+    if len(tokens) < 2 or tokens[0].text != "theorem" or tokens[1].kind != "ident":
+        raise ValueError(f"statement does not start with `theorem NAME`: {statement[:80]!r}")
+    return tokens[1].text
+
+
+def build_command(statement: str, proof: str) -> Command:
+    """`STATEMENT := PROOF`, a blank line, then `#print axioms NAME`."""
+    name = theorem_name(statement)
+    head = f"{statement} := "
+    proof_line = head.count("\n") + 1
+    proof_col = len(head) - (head.rfind("\n") + 1)
+    # A blank line first, so that `#print` cannot be read as part of the proof's last term.
+    text = f"{head}{proof}\n\n#print axioms {name}"
+    axioms_line = proof_line + proof.count("\n") + 2
+    return Command(text, name, proof_line, proof_col, axioms_line)
+
+
+def needs_restart(response: object) -> bool:
+    """True when a reply is not the result of running a command (no `env`): the worker is out of
+    step with us (it lost the header environment, or answered something else) and is replaced."""
+    return not isinstance(response, dict) or not isinstance(response.get("env"), int)
+
+
+def classify(response: object, command: Command,
+             allowed_axioms: Iterable[str] = DEFAULT_ALLOWED_AXIOMS) -> Verdict:
+    """The verdict for `response`, the REPL's decoded reply to `command`."""
+    if not isinstance(response, dict):
+        return Verdict("error", f"REPL reply is not a JSON object: {response!r:.200}", restart=True)
+    if "env" not in response:
+        # `{"message": "Unknown environment."}` and the like: the REPL did not run the command.
+        text = response.get("message", response)
+        return Verdict("error", f"REPL refused the command: {_clip(str(text))}", restart=True)
+
+    messages = response.get("messages") or []
+    sorries = response.get("sorries") or []
+    if not isinstance(messages, list) or not isinstance(sorries, list) or \
+            not all(isinstance(m, dict) for m in messages):
+        return Verdict("error", f"malformed REPL reply: {str(response):.200}", restart=True)
+
+    errors = [m for m in messages if m.get("severity") == "error"]
+    timeouts = [m for m in errors if _HEARTBEATS.search(str(m.get("data", "")))]
+    if timeouts:
+        return Verdict("timeout", _describe(timeouts[0], command))
+    if errors:
+        return Verdict("fail", _describe(errors[0], command))
+    if sorries:
+        return Verdict("fail", _describe({"pos": sorries[0].get("pos"), "data": "proof contains `sorry`"}, command))
+    for m in messages:
+        if m.get("severity") == "warning" and _USES_SORRY.search(str(m.get("data", ""))):
+            return Verdict("fail", _describe(m, command))
+    return _check_axioms(messages, command, allowed_axioms)
+
+
+def _check_axioms(messages: list[dict], command: Command, allowed_axioms: Iterable[str]) -> Verdict:
+    """The `#print axioms` answer must name our theorem and list only allowed axioms."""
+    reports = []
+    for m in messages:
+        data = str(m.get("data", "")).strip()
+        if m.get("severity") == "info" and (found := _DEPENDS.match(data) or _NO_AXIOMS.match(data)):
+            reports.append(found)
+    if not reports:
+        # Without it we cannot tell what the proof rests on: not a pass, and not the proof's fault.
+        return Verdict("error", "the REPL reply has no `#print axioms` answer")
+    if len(reports) > 1:
+        return Verdict("fail", f"{len(reports)} `#print axioms` answers: the proof added commands")
+    report = reports[0]
+    if _normal_name(report["name"]) != _normal_name(command.theorem):
+        return Verdict("fail", f"the REPL declared {report['name']!r}, not the theorem "
+                               f"{command.theorem!r} with the given statement")
+    axioms = [a.strip() for a in (report.groupdict().get("axioms") or "").split(",") if a.strip()]
+    allowed = set(allowed_axioms) - NEVER_ALLOWED
+    bad = [a for a in axioms if _normal_name(a) not in allowed]
+    if bad:
+        return Verdict("fail", f"depends on axioms outside the allow-list: {', '.join(bad)}")
+    return Verdict("pass")
+
+
+def _normal_name(name: str) -> str:
+    """`«foo».bar` and `foo.bar` name the same constant."""
+    return ".".join(ident_parts(name.strip()))
+
+
+def _describe(message: dict, command: Command) -> str:
+    """`line:col: text`, the position relative to the proof where it lies inside the proof."""
+    data = _clip(str(message.get("data", "")).strip())
+    pos = message.get("pos")
+    if not isinstance(pos, dict) or not isinstance(pos.get("line"), int):
+        return data
+    line, col = pos["line"], pos.get("column") or 0
+    if (line, col) < (command.proof_line, command.proof_col):
+        return f"statement {line}:{col}: {data}"
+    if line >= command.axioms_line:
+        return f"after the proof: {data}"
+    rel_line = line - command.proof_line + 1
+    rel_col = col - command.proof_col if line == command.proof_line else col
+    return f"{rel_line}:{rel_col}: {data}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "…"

@@ -1,0 +1,106 @@
+"""The REPL reply classifier, on fixtures shaped like the real REPL's replies (tests/data/lean_repl)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lean_env.lean_repl.classify import build_command, classify, theorem_name
+
+FIXTURES = sorted((Path(__file__).parent / "data" / "lean_repl").glob("*.json"))
+
+
+def _load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_there_are_fixtures_for_every_case_the_issue_names():
+    names = {p.stem for p in FIXTURES}
+    for needed in ("pass_no_axioms", "error_type_mismatch", "sorry_old_spelling", "sorry_new_spelling_warning_only",
+                   "heartbeat_timeout", "unknown_environment", "pass_standard_axioms", "extra_axiom"):
+        assert needed in names
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_fixture(path):
+    case = _load(path)
+    command = build_command(case["statement"], case["proof"])
+    v = classify(case["response"], command)
+    expected = case["expected"]
+    assert v.verdict == expected["verdict"], v
+    if "message" in expected:
+        assert v.message == expected["message"]
+    if "message_startswith" in expected:
+        assert v.message.startswith(expected["message_startswith"]), v.message
+    assert v.restart == expected.get("restart", False)
+    if v.verdict != "pass":
+        assert v.message  # every non-pass says why
+
+
+def test_build_command_positions():
+    statement = "theorem t (p : Prop)\n    (h : p) : p"
+    c = build_command(statement, "by\n  exact h")
+    assert c.text == "theorem t (p : Prop)\n    (h : p) : p := by\n  exact h\n\n#print axioms t"
+    assert (c.proof_line, c.proof_col) == (2, len("    (h : p) : p := "))
+    lines = c.text.split("\n")
+    assert lines[c.axioms_line - 1] == "#print axioms t"
+    assert lines[c.proof_line - 1][c.proof_col:] == "by"
+
+
+def test_error_position_is_relative_to_a_multiline_statement():
+    statement = "theorem t (p : Prop)\n    (h : p) : p"
+    c = build_command(statement, "by\n  exact hx")
+    reply = {"env": 3, "messages": [
+        {"severity": "error", "pos": {"line": 3, "column": 8}, "endPos": None, "data": "unknown identifier 'hx'"},
+        {"severity": "info", "pos": {"line": 5, "column": 0}, "data": "'t' depends on axioms: [sorryAx]"}]}
+    assert classify(reply, c).message == "2:8: unknown identifier 'hx'"
+
+
+def test_first_error_wins_and_any_heartbeat_timeout_is_a_timeout():
+    c = build_command("theorem t : True", "by\n  simp\n  trivial")
+    first = {"severity": "error", "pos": {"line": 2, "column": 2}, "data": "simp made no progress"}
+    second = {"severity": "error", "pos": {"line": 3, "column": 2}, "data": "no goals"}
+    assert classify({"env": 1, "messages": [first, second]}, c).message == "2:2: simp made no progress"
+    hb = {"severity": "error", "pos": {"line": 3, "column": 2},
+          "data": "(deterministic) timeout at `isDefEq`, maximum number of heartbeats (400000) has been reached"}
+    assert classify({"env": 1, "messages": [first, hb]}, c).verdict == "timeout"
+
+
+def test_allow_list_is_configurable_but_never_admits_sorryax():
+    c = build_command("theorem t : True", "trivial")
+    reply = {"env": 1, "messages": [{"severity": "info", "pos": {"line": 3, "column": 0},
+                                     "data": "'t' depends on axioms: [propext, Classical.choice]"}]}
+    assert classify(reply, c).verdict == "pass"
+    assert classify(reply, c, allowed_axioms=["propext"]).verdict == "fail"
+    sorry = {"env": 1, "messages": [{"severity": "info", "pos": {"line": 3, "column": 0},
+                                     "data": "'t' depends on axioms: [sorryAx]"}]}
+    assert classify(sorry, c, allowed_axioms=["sorryAx", "propext"]).verdict == "fail"
+
+
+def test_guillemet_names_match():
+    c = build_command("theorem «my thm» : True", "trivial")
+    assert c.theorem == "«my thm»"
+    reply = {"env": 1, "messages": [{"severity": "info", "pos": {"line": 3, "column": 0},
+                                     "data": "'«my thm»' does not depend on any axioms"}]}
+    assert classify(reply, c).verdict == "pass"
+
+
+def test_malformed_replies_are_errors_not_passes():
+    c = build_command("theorem t : True", "trivial")
+    for reply in ([], "ok", None, {"env": 1, "messages": "x"}, {"env": 1, "messages": ["x"]}):
+        v = classify(reply, c)
+        assert (v.verdict, v.restart) == ("error", True), reply
+
+
+def test_theorem_name():
+    assert theorem_name("theorem foo.bar (p : Prop) : p → p") == "foo.bar"
+    with pytest.raises(ValueError):
+        theorem_name("lemma x : True")
+
+
+def test_needs_restart_exactly_when_the_reply_is_not_a_command_result():
+    from lean_env.lean_repl.classify import needs_restart
+
+    assert needs_restart({"message": "Unknown environment."})
+    assert needs_restart("garbage") and needs_restart({"env": "1"})
+    assert not needs_restart({"env": 4, "messages": []})
