@@ -89,6 +89,12 @@ class SamplerConfig:
     # CPU threads while sampling (0: the process's, see `threads`). On a CPU shared with other jobs
     # use 1: a decode step is hundreds of small ops, and each waits for the slowest thread.
     num_threads: int = 0
+    # sampler=vllm only (see pipeline/sampler_vllm.py): GPUs per engine, the fraction of GPU memory
+    # the engine may take (weights + KV cache; leave room for training when both share a GPU), and
+    # the longest prompt + completion (0: the model's own limit).
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 0
 
 
 @dataclass
@@ -167,6 +173,10 @@ def validate(cfg) -> None:
     bad_k = [k for k in cfg.eval.ks if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
     if bad_k:
         raise ValueError(f"eval.ks {bad_k} must lie in [1, eval.samples_per_prompt={cfg.eval.samples_per_prompt}]")
+    if cfg.sampler.name not in ("hf", "vllm"):
+        raise ValueError(f"sampler.name={cfg.sampler.name!r}: expected 'hf' or 'vllm'")
+    if not 0.0 < cfg.sampler.gpu_memory_utilization <= 1.0:
+        raise ValueError(f"sampler.gpu_memory_utilization={cfg.sampler.gpu_memory_utilization} is outside (0, 1]")
     if cfg.logger.backend not in ("wandb", "none"):
         raise ValueError(f"logger.backend={cfg.logger.backend!r}: expected 'wandb' or 'none'")
 

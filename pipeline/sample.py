@@ -67,8 +67,7 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
 
 def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_tokens, seed, batch_size,
            prompts_per_shard, label) -> dict:
-    from pipeline.model import load, model_dir, set_progress
-    from pipeline.sampler import sample
+    from pipeline.model import model_dir, set_progress
 
     cfg = ctx.cfg
     set_progress(bool(cfg.progress))
@@ -81,7 +80,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
         print(f"[{label}] resuming: {count - len(todo)}/{count} shards already written", flush=True)
     seconds, tokens, drawn = 0.0, 0, 0
     if todo:
-        model, tokenizer = load(model_dir(model_art), cfg.model.device, cfg.model.dtype)
+        draw, close = open_sampler(cfg, model_dir(model_art))
         bar = None
         if cfg.progress:
             from tqdm.auto import tqdm
@@ -91,9 +90,9 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
             for i in todo:
                 lo, hi = i * per, min(len(theorems), (i + 1) * per)
                 started = time.time()
-                records = sample(model, tokenizer, texts[lo:hi], n=n, temperature=temperature, top_p=top_p,
-                                 max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 seed=shard_seed(seed, i), bar=bar, num_threads=cfg.sampler.get("num_threads", 0))
+                records = draw(texts[lo:hi], n=n, temperature=temperature, top_p=top_p,
+                               max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               seed=shard_seed(seed, i), bar=bar, num_threads=cfg.sampler.get("num_threads", 0))
                 dt = time.time() - started
                 df = _frame(records, theorems.iloc[lo:hi], cfg.dataset.proof_prefix)
                 shards.write(i, df)
@@ -105,6 +104,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
                              "finished": float(df["finished"].mean())}, stage=label)
                 maybe_die("sample", "shard", i)
         finally:
+            close()
             if bar is not None:
                 bar.close()
     table = shards.concat(count)
@@ -116,6 +116,25 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
         "samples_per_s": drawn / seconds if seconds else None,
         "tokens_per_s": tokens / seconds if seconds else None,
     }
+
+
+def open_sampler(cfg, model_path: str):
+    """(draw, close) for `cfg.sampler.name`: draw(prompts, n=..., ...) returns the sampler records."""
+    name = cfg.sampler.name
+    if name == "vllm":
+        from pipeline.sampler_vllm import VLLMSampler
+
+        engine = VLLMSampler(model_path, cfg.sampler, cfg.model)
+        return engine.sample, engine.close
+    if name == "hf":
+        from functools import partial
+
+        from pipeline.model import load
+        from pipeline.sampler import sample
+
+        model, tokenizer = load(model_path, cfg.model.device, cfg.model.dtype)
+        return partial(sample, model, tokenizer), lambda: None
+    raise ValueError(f"sampler.name={name!r}: expected 'hf' or 'vllm'")
 
 
 def _frame(records: list[dict], theorems: pd.DataFrame, proof_prefix: str) -> pd.DataFrame:

@@ -74,6 +74,7 @@ class Trainer:
         self.base_verdicts = read_parquet(base_samples.file("verdicts.parquet"))
         self.log_z = _log_pass_rate(self.base_verdicts)
         self.backend = None  # the verifier for online rounds, started once and kept warm across rounds
+        self.vllm = None  # sampler=vllm: the engine for online rounds, kept warm the same way
         self.step = 0
         self.position = (0, 0, 0)  # (round, epoch, batch) of the next optimiser step
 
@@ -107,6 +108,8 @@ class Trainer:
             self._checkpoint()
         if self.backend is not None:
             self.backend.close()
+        if self.vllm is not None:
+            self.vllm.close()
         out = self.work / "model"
         self.policy.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
@@ -170,16 +173,16 @@ class Trainer:
 
     def _online_samples(self, rnd: int) -> pd.DataFrame:
         from lean_env.verifier import Item, get_backend, verify_items
-        from pipeline.sampler import sample
         from pipeline.verify import open_cache
 
         theorems = self._round_theorems(rnd)
         scfg, vcfg = self.cfg.sampler, self.cfg.verifier
         self.policy.eval()
-        records = sample(self.policy, self.tokenizer, prompts(theorems, self.cfg.dataset.prompt_template),
-                         n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
-                         max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
-                         seed=_seed(scfg.seed, rnd, 0), progress=self.cfg.progress, desc=f"round {rnd} sample")
+        draw = self._draw()
+        records = draw(prompts(theorems, self.cfg.dataset.prompt_template),
+                       n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
+                       max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
+                       seed=_seed(scfg.seed, rnd, 0), progress=self.cfg.progress, desc=f"round {rnd} sample")
         df = pd.DataFrame(records)
         df["theorem_id"] = theorems["id"].to_numpy()[df["prompt_idx"]]
         df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
@@ -192,6 +195,25 @@ class Trainer:
                                workers=vcfg.workers, progress=self.cfg.progress)
         df["verdict"] = [r.verdict for r in results]
         return _decided(df).assign(sampled_by="policy")
+
+    def _draw(self):
+        """The sampling function for this round: `hf` samples from the policy in memory; `vllm` keeps
+        one engine across rounds and loads the policy's current weights into it (sampler_vllm.py)."""
+        if self.cfg.sampler.name != "vllm":
+            from functools import partial
+
+            from pipeline.sampler import sample
+            return partial(sample, self.policy, self.tokenizer)
+        from pipeline.sampler_vllm import VLLMSampler
+
+        folder = self.work / "policy-for-sampler"
+        self.policy.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        if self.vllm is None:
+            self.vllm = VLLMSampler(str(folder), self.cfg.sampler, self.cfg.model)
+        else:
+            self.vllm.load_weights(str(folder))
+        return self.vllm.sample
 
     @torch.no_grad()
     def _score(self, data: pd.DataFrame) -> pd.DataFrame:
