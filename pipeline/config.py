@@ -113,6 +113,16 @@ class TrainConfig(ObjectiveConfig):
     grad_clip: float = 1.0
     seed: int = 0
     checkpoint_every_steps: int = 20
+    # Scale (pipeline/distributed.py). strategy: none (one process, any device) | fsdp (FSDP2 under
+    # torchrun, one process per GPU). precision: FSDP's compute dtype, fp32 | bf16 (fp32 master
+    # weights either way; one process computes in model.dtype). grad_accum: micro-batches per
+    # optimiser step (same gradient, less memory). cpu_offload: FSDP keeps sharded weights,
+    # gradients and optimiser state on the CPU.
+    strategy: str = "none"
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False
+    grad_accum: int = 1
+    cpu_offload: bool = False
 
 
 @dataclass
@@ -173,6 +183,19 @@ def validate(cfg) -> None:
     bad_k = [k for k in cfg.eval.ks if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
     if bad_k:
         raise ValueError(f"eval.ks {bad_k} must lie in [1, eval.samples_per_prompt={cfg.eval.samples_per_prompt}]")
+    t = cfg.train
+    if t.strategy not in ("none", "fsdp"):
+        raise ValueError(f"train.strategy={t.strategy!r}: expected 'none' or 'fsdp'")
+    if t.precision not in ("fp32", "bf16"):
+        raise ValueError(f"train.precision={t.precision!r}: expected 'fp32' or 'bf16'")
+    if t.strategy == "none" and (t.precision != "fp32" or t.cpu_offload):
+        raise ValueError("train.precision and train.cpu_offload are FSDP options (train.strategy=fsdp); "
+                         "one process computes in model.dtype")
+    if t.grad_accum < 1:
+        raise ValueError(f"train.grad_accum={t.grad_accum} must be >= 1")
+    if t.strategy == "fsdp" and t.mode == "online" and cfg.sampler.name != "vllm":
+        # rank 0 samples alone while the other ranks wait; a sharded policy cannot generate on one rank
+        raise ValueError("train.strategy=fsdp with train.mode=online needs sampler=vllm")
     if cfg.sampler.name not in ("hf", "vllm"):
         raise ValueError(f"sampler.name={cfg.sampler.name!r}: expected 'hf' or 'vllm'")
     if not 0.0 < cfg.sampler.gpu_memory_utilization <= 1.0:
