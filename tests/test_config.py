@@ -10,6 +10,8 @@ from pipeline.config import register, validate
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
 TRAIN_CONFIGS = sorted(p.stem for p in (Path(CONF) / "train").glob("*.yaml"))
+GROUP_CONFIGS = [(group, p.stem) for group in ("model", "dataset", "sampler")
+                 for p in sorted((Path(CONF) / group).glob("*.yaml"))]
 
 register()
 
@@ -57,3 +59,20 @@ def test_semantic_checks_name_the_key():
     cfg = _compose(["stages=[sample,fly]"])
     with pytest.raises(ValueError, match="fly"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("group,name", GROUP_CONFIGS)
+def test_every_model_dataset_and_sampler_config_composes(group, name):
+    cfg = _compose([f"{group}={name}"])
+    validate(cfg)
+    assert cfg[group].name == name if group != "sampler" else cfg.sampler.name in ("hf", "vllm")
+
+
+def test_fsdp_options_are_validated():
+    validate(_compose(["train.strategy=fsdp", "train.precision=bf16", "sampler=vllm", "train.grad_accum=4"]))
+    with pytest.raises(ValueError, match="train.strategy"):
+        validate(_compose(["train.strategy=deepspeed"]))
+    with pytest.raises(ValueError, match="FSDP options"):
+        validate(_compose(["train.precision=bf16"]))
+    with pytest.raises(ValueError, match="needs sampler=vllm"):
+        validate(_compose(["train.strategy=fsdp", "train.mode=online"]))
