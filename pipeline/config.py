@@ -31,6 +31,9 @@ class ModelConfig:
     max_length: int = 320
     dtype: str = "float32"  # float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # How the model is prompted and how its completion becomes a proof (pipeline/prompts.py):
+    # prop | deepseek_prover | deepseek_prover_cot | kimina_prover.
+    prompt_style: str = "prop"
 
 
 @dataclass
@@ -61,9 +64,13 @@ class DatasetConfig:
     name: str = MISSING
     train_path: str = MISSING  # jsonl or parquet with columns id, statement (and optional extras)
     eval_path: str = MISSING
+    # prompt_template and proof_prefix are used by model.prompt_style=prop only: the prompt is the
+    # template filled from the row, and the verifier sees proof_prefix + completion (the model
+    # continues after `:= by`). The Lean prover styles build their own prompt around `header`.
     prompt_template: str = "{statement} := by"
-    # What the verifier sees is proof_prefix + completion (the model continues after `:= by`).
     proof_prefix: str = "by"
+    # The Lean file header the benchmark pins (imports, options, opens), put before the statement.
+    header: str = ""
     train_limit: int = 0  # 0: all theorems
     eval_limit: int = 0
 
@@ -183,6 +190,13 @@ def validate(cfg) -> None:
     bad_k = [k for k in cfg.eval.ks if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
     if bad_k:
         raise ValueError(f"eval.ks {bad_k} must lie in [1, eval.samples_per_prompt={cfg.eval.samples_per_prompt}]")
+    from pipeline.prompts import STYLES
+
+    if cfg.model.prompt_style not in STYLES:
+        raise ValueError(f"model.prompt_style={cfg.model.prompt_style!r}: expected one of {sorted(STYLES)}")
+    if cfg.model.prompt_style != "prop" and not cfg.dataset.header:
+        raise ValueError(f"model.prompt_style={cfg.model.prompt_style} prompts with a Lean file: dataset.header "
+                         f"(the benchmark's imports and options) must be set; dataset={cfg.dataset.name} has none")
     t = cfg.train
     if t.strategy not in ("none", "fsdp"):
         raise ValueError(f"train.strategy={t.strategy!r}: expected 'none' or 'fsdp'")

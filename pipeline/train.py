@@ -25,7 +25,8 @@ import torch
 from pipeline import distributed
 from pipeline.config import to_container
 from pipeline.context import Context
-from pipeline.data import load_theorems, prompts
+from pipeline.data import load_theorems
+from pipeline.prompts import build_prompts, proofs_for
 from pipeline.faults import maybe_die
 from pipeline.model import completion_logprobs, encode_prompts, load, model_dir, resolve_device
 from pipeline.objectives import ObjectiveBatch, compute_loss
@@ -41,7 +42,8 @@ def run(ctx: Context) -> Artifact:
     base_samples = ctx.stage("verify", verify.run)
     cfg = ctx.cfg
     key_cfg = {"train": to_container(cfg.train), "dataset": [cfg.dataset.train_path, cfg.dataset.train_limit,
-               cfg.dataset.prompt_template, cfg.dataset.proof_prefix], "verifier": cfg.verifier.backend}
+               cfg.dataset.prompt_template, cfg.dataset.proof_prefix, cfg.dataset.header,
+               cfg.model.prompt_style], "verifier": cfg.verifier.backend}
     if cfg.train.mode == "online":
         key_cfg["sampler"] = {k: cfg.sampler[k] for k in ("samples_per_prompt", "temperature", "top_p", "max_new_tokens")}
     art = ctx.store.artifact("train", key_cfg, inputs={"base": base, "base_samples": base_samples}, version=VERSION)
@@ -191,27 +193,28 @@ class Trainer:
         return _decided(v).assign(sampled_by="base")
 
     def _online_samples(self, rnd: int) -> pd.DataFrame:
-        from lean_env.verifier import Item, get_backend, verify_items
-        from pipeline.verify import open_cache
+        from lean_env.verifier import Item, get_backend
+        from pipeline.verify import open_cache, verify_proofs
 
         theorems = self._round_theorems(rnd)
         scfg, vcfg = self.cfg.sampler, self.cfg.verifier
         self.policy.eval()
         draw = self._draw()
-        records = draw(prompts(theorems, self.cfg.dataset.prompt_template),
+        texts = build_prompts(self.cfg, theorems, self.tokenizer)
+        records = draw(texts,
                        n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
                        max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
                        seed=_seed(scfg.seed, rnd, 0), progress=self.cfg.progress, desc=f"round {rnd} sample")
         df = pd.DataFrame(records)
         df["theorem_id"] = theorems["id"].to_numpy()[df["prompt_idx"]]
         df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
-        df["proof"] = self.cfg.dataset.proof_prefix + df["completion"]
+        df["proof"] = proofs_for(self.cfg, df["statement"], [texts[i] for i in df["prompt_idx"]], df["completion"])
         cache = open_cache(self.ctx)
         if self.backend is None:
             self.backend = get_backend(vcfg.backend)
-        results = verify_items([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],
-                               self.backend, cache=cache, timeout=vcfg.timeout,
-                               workers=vcfg.workers, progress=self.cfg.progress)
+        results = verify_proofs([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],
+                                self.backend, cache=cache, timeout=vcfg.timeout, workers=vcfg.workers,
+                                progress=self.cfg.progress, prompt_style=self.cfg.model.prompt_style)
         df["verdict"] = [r.verdict for r in results]
         return _decided(df).assign(sampled_by="policy")
 
@@ -244,8 +247,10 @@ class Trainer:
     def _score(self, data: pd.DataFrame) -> pd.DataFrame:
         """Token log-probs under the proposal (the model that sampled, at its temperature) and the base model."""
         data = data.reset_index(drop=True).copy()
-        prompt_text = prompts(data, self.cfg.dataset.prompt_template)
-        data["prompt_ids"] = encode_prompts(self.tokenizer, prompt_text)
+        # Rescore under the exact prompts the samples were drawn with: rendered from the theorem
+        # table (which holds every column a prompt style may use, e.g. informal_prefix).
+        by_id = dict(zip(self.theorems["id"], build_prompts(self.cfg, self.theorems, self.tokenizer)))
+        data["prompt_ids"] = encode_prompts(self.tokenizer, [by_id[i] for i in data["theorem_id"]])
         temperature = self.cfg.sampler.temperature
         self.policy.eval()
         old, ref = [], []

@@ -63,9 +63,21 @@ def test_semantic_checks_name_the_key():
 
 @pytest.mark.parametrize("group,name", GROUP_CONFIGS)
 def test_every_model_dataset_and_sampler_config_composes(group, name):
-    cfg = _compose([f"{group}={name}"])
+    # The Lean provers prompt with a Lean header, which the embedded prop dataset does not have.
+    lean_model = group == "model" and name != "tiny_prop"
+    cfg = _compose([f"{group}={name}"] + (["dataset=minif2f_test"] if lean_model else []))
     validate(cfg)
     assert cfg[group].name == name if group != "sampler" else cfg.sampler.name in ("hf", "vllm")
+
+
+def test_prompt_style_is_validated():
+    cfg = _compose(["model=kimina_prover_distill_1_7b", "dataset=minif2f_test"])
+    validate(cfg)
+    assert cfg.model.prompt_style == "kimina_prover" and "maxHeartbeats 0" in cfg.dataset.header
+    with pytest.raises(ValueError, match="model.prompt_style"):
+        validate(_compose(["model.prompt_style=chatgpt"]))
+    with pytest.raises(ValueError, match="dataset.header"):  # a Lean prover on the prop benchmark
+        validate(_compose(["model=deepseek_prover_v15_rl"]))
 
 
 def test_fsdp_options_are_validated():
