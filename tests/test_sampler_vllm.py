@@ -166,8 +166,8 @@ def test_fresh_weights_are_loaded_into_every_worker_from_a_saved_checkpoint(fake
 
 def test_the_sample_stage_dispatches_to_vllm(fake_vllm, tmp_path):
     cfg = OmegaConf.create({
-        "model": {"name": "m", "dtype": "bfloat16", "device": "cuda"},
-        "dataset": {"prompt_template": "{statement} := by", "proof_prefix": "by"},
+        "model": {"name": "m", "dtype": "bfloat16", "device": "cuda", "prompt_style": "prop"},
+        "dataset": {"prompt_template": "{statement} := by", "proof_prefix": "by", "header": ""},
         "sampler": {**OmegaConf.to_container(SCFG)},
         "progress": False,
     })
