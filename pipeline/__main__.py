@@ -7,6 +7,7 @@ artifact store, so `stages=[evaluate]` alone still builds (or reuses) everything
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,9 @@ register()
 
 def build_context(cfg: DictConfig, run_dir: Path, job_type: str = "pipeline") -> Context:
     validate(cfg)
+    if int(os.environ.get("RANK", "0")) > 0:
+        # under torchrun only rank 0 logs (one W&B run per training job, not one per GPU)
+        cfg.logger.backend = "none"
     if cfg.threads > 0:
         import torch
 

@@ -4,9 +4,11 @@
 base model (`pretrain`), the base model's samples and verdicts on the train split, the base
 evaluation — in the launching process with all its CPU threads, before the launcher starts the jobs.
 Without it the first job would build them with the few threads a parallel job gets while the others
-wait on the store's locks. The jobs then find them in the store ("reused"). Turn it off
-(`hydra.callbacks.prepare_shared.enabled=false`) where the launching machine must not compute, e.g.
-a Slurm login node: the jobs build the shared artifacts themselves, one of them under the lock.
+wait on the store's locks. The jobs then find them in the store ("reused"). It turns itself off when
+the launcher submits to Slurm (`hydra/launcher=submitit_slurm`): a login node must not compute, so
+the jobs build the shared artifacts themselves, the first under the store's lock while the others
+wait for it (to spend no GPU time waiting, build them first as one job: see the README). Force it
+either way with `hydra.callbacks.prepare_shared.enabled=true|false`.
 
 `SweepReport` (on_multirun_end) writes the sweep report. Both are registered in an experiment
 config (`# @package _global_`):
@@ -38,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 class PrepareShared(Callback):
-    def __init__(self, enabled: bool = True, stages: list | None = None, threads: int = 0):
+    def __init__(self, enabled: bool | str = "auto", stages: list | None = None, threads: int = 0):
         self.enabled = enabled
         # torch threads for the shared stages: 0 = every core (no job runs yet). On a machine that is
         # busy with other work say 1: two intra-op threads fighting for one free core run ~10× slower.
@@ -46,7 +48,7 @@ class PrepareShared(Callback):
         self.stages = list(stages) if stages is not None else ["pretrain", "verify", "evaluate_base"]
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.enabled:
+        if not self.should_run(config):
             return
         from pipeline.__main__ import build_context
         from pipeline.evaluate import run_base
@@ -69,6 +71,16 @@ class PrepareShared(Callback):
                 ctx.stage(name, known[name])
         finally:
             ctx.log.finish()
+
+    def should_run(self, config: DictConfig) -> bool:
+        if self.enabled == "auto":
+            target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+            if "SlurmLauncher" in target:
+                print("[sweep] Slurm launcher: the jobs build the shared stages themselves (prepare_shared off)",
+                      file=sys.stderr, flush=True)
+                return False
+            return True
+        return bool(self.enabled)
 
 
 SHARED_DIR = "shared"  # under the sweep folder: the PrepareShared run's config and metrics

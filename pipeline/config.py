@@ -31,6 +31,9 @@ class ModelConfig:
     max_length: int = 320
     dtype: str = "float32"  # float32 | bfloat16 | float16
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # How the model is prompted and how its completion becomes a proof (pipeline/prompts.py):
+    # prop | deepseek_prover | deepseek_prover_cot | kimina_prover.
+    prompt_style: str = "prop"
 
 
 @dataclass
@@ -61,9 +64,13 @@ class DatasetConfig:
     name: str = MISSING
     train_path: str = MISSING  # jsonl or parquet with columns id, statement (and optional extras)
     eval_path: str = MISSING
+    # prompt_template and proof_prefix are used by model.prompt_style=prop only: the prompt is the
+    # template filled from the row, and the verifier sees proof_prefix + completion (the model
+    # continues after `:= by`). The Lean prover styles build their own prompt around `header`.
     prompt_template: str = "{statement} := by"
-    # What the verifier sees is proof_prefix + completion (the model continues after `:= by`).
     proof_prefix: str = "by"
+    # The Lean file header the benchmark pins (imports, options, opens), put before the statement.
+    header: str = ""
     train_limit: int = 0  # 0: all theorems
     eval_limit: int = 0
 
@@ -129,6 +136,12 @@ class SamplerConfig:
     # CPU threads while sampling (0: the process's, see `threads`). On a CPU shared with other jobs
     # use 1: a decode step is hundreds of small ops, and each waits for the slowest thread.
     num_threads: int = 0
+    # sampler=vllm only (see pipeline/sampler_vllm.py): GPUs per engine, the fraction of GPU memory
+    # the engine may take (weights + KV cache; leave room for training when both share a GPU), and
+    # the longest prompt + completion (0: the model's own limit).
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 0
 
 
 @dataclass
@@ -147,6 +160,16 @@ class TrainConfig(ObjectiveConfig):
     grad_clip: float = 1.0
     seed: int = 0
     checkpoint_every_steps: int = 20
+    # Scale (pipeline/distributed.py). strategy: none (one process, any device) | fsdp (FSDP2 under
+    # torchrun, one process per GPU). precision: FSDP's compute dtype, fp32 | bf16 (fp32 master
+    # weights either way; one process computes in model.dtype). grad_accum: micro-batches per
+    # optimiser step (same gradient, less memory). cpu_offload: FSDP keeps sharded weights,
+    # gradients and optimiser state on the CPU.
+    strategy: str = "none"
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False
+    grad_accum: int = 1
+    cpu_offload: bool = False
 
 
 @dataclass
@@ -212,6 +235,30 @@ def validate(cfg) -> None:
                          f"verifier.timeout={cfg.verifier.timeout} > 0")
     if cfg.verifier.lean_repl.max_items_per_worker < 1:
         raise ValueError("verifier.lean_repl.max_items_per_worker must be >= 1")
+    from pipeline.prompts import STYLES
+
+    if cfg.model.prompt_style not in STYLES:
+        raise ValueError(f"model.prompt_style={cfg.model.prompt_style!r}: expected one of {sorted(STYLES)}")
+    if cfg.model.prompt_style != "prop" and not cfg.dataset.header:
+        raise ValueError(f"model.prompt_style={cfg.model.prompt_style} prompts with a Lean file: dataset.header "
+                         f"(the benchmark's imports and options) must be set; dataset={cfg.dataset.name} has none")
+    t = cfg.train
+    if t.strategy not in ("none", "fsdp"):
+        raise ValueError(f"train.strategy={t.strategy!r}: expected 'none' or 'fsdp'")
+    if t.precision not in ("fp32", "bf16"):
+        raise ValueError(f"train.precision={t.precision!r}: expected 'fp32' or 'bf16'")
+    if t.strategy == "none" and (t.precision != "fp32" or t.cpu_offload):
+        raise ValueError("train.precision and train.cpu_offload are FSDP options (train.strategy=fsdp); "
+                         "one process computes in model.dtype")
+    if t.grad_accum < 1:
+        raise ValueError(f"train.grad_accum={t.grad_accum} must be >= 1")
+    if t.strategy == "fsdp" and t.mode == "online" and cfg.sampler.name != "vllm":
+        # rank 0 samples alone while the other ranks wait; a sharded policy cannot generate on one rank
+        raise ValueError("train.strategy=fsdp with train.mode=online needs sampler=vllm")
+    if cfg.sampler.name not in ("hf", "vllm"):
+        raise ValueError(f"sampler.name={cfg.sampler.name!r}: expected 'hf' or 'vllm'")
+    if not 0.0 < cfg.sampler.gpu_memory_utilization <= 1.0:
+        raise ValueError(f"sampler.gpu_memory_utilization={cfg.sampler.gpu_memory_utilization} is outside (0, 1]")
     if cfg.logger.backend not in ("wandb", "none"):
         raise ValueError(f"logger.backend={cfg.logger.backend!r}: expected 'wandb' or 'none'")
 

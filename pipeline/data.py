@@ -30,7 +30,9 @@ def resolve_path(path: str) -> Path:
 def load_theorems(path: str, limit: int = 0) -> pd.DataFrame:
     file = resolve_path(path)
     if not file.exists():
-        raise DatasetError(f"dataset file not found: {file} (from {path!r})")
+        raise DatasetError(f"dataset file not found: {file} (from {path!r}); real benchmarks are not shipped: "
+                           f"download them as the dataset config's comment says (conf/dataset/*.yaml) and "
+                           f"set dataset.train_path / dataset.eval_path to the local files")
     if file.suffix == ".parquet":
         df = pd.read_parquet(file)
         for col in REQUIRED:

@@ -174,17 +174,19 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 def completion_logprobs(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
                         *, pad_id: int | None = None, temperature: float = 1.0,
-                        return_entropy: bool = False):
+                        return_entropy: bool = False, device=None):
     """Teacher-forced per-token log-probs of each completion given its prompt.
 
     Prompts are left-padded and completions right-padded, so every completion starts at the same
     column and only the last T+1 positions need logits. Returns `(logp [N, T], mask [N, T])`
     (float32 log-probs, bool mask of real completion tokens), plus the per-token entropy [N, T] when
-    `return_entropy`. Gradients flow when called outside `torch.no_grad()`.
+    `return_entropy`. Gradients flow when called outside `torch.no_grad()`. `device`: where the
+    inputs go (default: the model's first parameter's device; FSDP with CPU offload keeps
+    parameters on the CPU but computes on the GPU).
     """
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
-    device = next(model.parameters()).device
+    device = device if device is not None else next(model.parameters()).device
     if pad_id is None:
         pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     n = len(prompt_ids)

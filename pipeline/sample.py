@@ -6,8 +6,9 @@ sampling setting. Work goes in shards of `prompts_per_shard` prompts under `art.
 sampled with a seed derived from (seed, i) only, so a run killed after any shard and restarted writes
 the same table as an uninterrupted one, and a rerun skips the shards already written.
 
-`samples.parquet` columns: theorem_id, statement, sample_idx, completion, proof (= proof_prefix +
-completion, the text the verifier sees after `:=`), logp (summed over the generated tokens under the
+`samples.parquet` columns: theorem_id, statement, sample_idx, completion, proof (the text the verifier
+sees after `:=`, taken from the completion as `model.prompt_style` says, see pipeline/prompts.py;
+empty when none could be extracted, which the verify stage marks `invalid`), logp (summed over the generated tokens under the
 model at temperature 1), sample_logp (under the distribution sampled from), num_tokens (EOS
 included when finished), finished (ended with EOS within max_new_tokens), token_ids (the generated
 ids, EOS included, for exact teacher-forced rescoring without re-tokenising the text).
@@ -22,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.context import Context
-from pipeline.data import load_theorems, prompts
+from pipeline.data import load_theorems
+from pipeline.prompts import build_prompts, needs_tokenizer, proofs_for
 from pipeline.faults import maybe_die
 from pipeline.store import Artifact, Shards, stable_hash, write_parquet
 
@@ -45,6 +47,7 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
         "theorems": stable_hash([[str(i), str(s)] for i, s in zip(theorems["id"], theorems["statement"])]),
         "num_theorems": len(theorems),
         "prompt_template": ds.prompt_template, "proof_prefix": ds.proof_prefix,
+        "prompt_style": cfg.model.prompt_style, "header": ds.header,
         "n": int(n), "temperature": float(temperature), "top_p": float(top_p),
         "max_new_tokens": int(max_new_tokens), "seed": int(seed), "batch_size": int(batch_size),
         "prompts_per_shard": int(prompts_per_shard), "dtype": cfg.model.dtype,
@@ -67,12 +70,16 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
 
 def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_tokens, seed, batch_size,
            prompts_per_shard, label) -> dict:
-    from pipeline.model import load, model_dir, set_progress
-    from pipeline.sampler import sample
+    from pipeline.model import model_dir, set_progress
 
     cfg = ctx.cfg
     set_progress(bool(cfg.progress))
-    texts = prompts(theorems, cfg.dataset.prompt_template)
+    tokenizer = None
+    if needs_tokenizer(cfg):  # chat-style prompts are rendered with the model's own chat template
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir(model_art))
+    texts = build_prompts(cfg, theorems, tokenizer)
     per = max(1, int(prompts_per_shard))
     count = max(1, math.ceil(len(theorems) / per))
     shards = Shards(art.work)
@@ -81,7 +88,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
         print(f"[{label}] resuming: {count - len(todo)}/{count} shards already written", flush=True)
     seconds, tokens, drawn = 0.0, 0, 0
     if todo:
-        model, tokenizer = load(model_dir(model_art), cfg.model.device, cfg.model.dtype)
+        draw, close = open_sampler(cfg, model_dir(model_art))
         bar = None
         if cfg.progress:
             from tqdm.auto import tqdm
@@ -91,11 +98,11 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
             for i in todo:
                 lo, hi = i * per, min(len(theorems), (i + 1) * per)
                 started = time.time()
-                records = sample(model, tokenizer, texts[lo:hi], n=n, temperature=temperature, top_p=top_p,
-                                 max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                 seed=shard_seed(seed, i), bar=bar, num_threads=cfg.sampler.get("num_threads", 0))
+                records = draw(texts[lo:hi], n=n, temperature=temperature, top_p=top_p,
+                               max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               seed=shard_seed(seed, i), bar=bar, num_threads=cfg.sampler.get("num_threads", 0))
                 dt = time.time() - started
-                df = _frame(records, theorems.iloc[lo:hi], cfg.dataset.proof_prefix)
+                df = _frame(records, theorems.iloc[lo:hi], texts[lo:hi], cfg)
                 shards.write(i, df)
                 seconds += dt
                 tokens += int(df["num_tokens"].sum())
@@ -105,6 +112,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
                              "finished": float(df["finished"].mean())}, stage=label)
                 maybe_die("sample", "shard", i)
         finally:
+            close()
             if bar is not None:
                 bar.close()
     table = shards.concat(count)
@@ -118,13 +126,32 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
     }
 
 
-def _frame(records: list[dict], theorems: pd.DataFrame, proof_prefix: str) -> pd.DataFrame:
+def open_sampler(cfg, model_path: str):
+    """(draw, close) for `cfg.sampler.name`: draw(prompts, n=..., ...) returns the sampler records."""
+    name = cfg.sampler.name
+    if name == "vllm":
+        from pipeline.sampler_vllm import VLLMSampler
+
+        engine = VLLMSampler(model_path, cfg.sampler, cfg.model)
+        return engine.sample, engine.close
+    if name == "hf":
+        from functools import partial
+
+        from pipeline.model import load
+        from pipeline.sampler import sample
+
+        model, tokenizer = load(model_path, cfg.model.device, cfg.model.dtype)
+        return partial(sample, model, tokenizer), lambda: None
+    raise ValueError(f"sampler.name={name!r}: expected 'hf' or 'vllm'")
+
+
+def _frame(records: list[dict], theorems: pd.DataFrame, texts: list[str], cfg) -> pd.DataFrame:
+    """The sampler's records as sample rows; `texts` are the prompts of `theorems`, in order."""
     df = pd.DataFrame(records)
-    ids = theorems["id"].to_numpy()
-    stmts = theorems["statement"].to_numpy()
-    df["theorem_id"] = ids[df["prompt_idx"].to_numpy()]
-    df["statement"] = stmts[df["prompt_idx"].to_numpy()]
-    df["proof"] = proof_prefix + df["completion"]
+    at = df["prompt_idx"].to_numpy()
+    df["theorem_id"] = theorems["id"].to_numpy()[at]
+    df["statement"] = theorems["statement"].to_numpy()[at]
+    df["proof"] = proofs_for(cfg, df["statement"], [texts[i] for i in at], df["completion"])
     df["sample_idx"] = df["sample_idx"].astype("int64")
     df["num_tokens"] = df["num_tokens"].astype("int64")
     df["finished"] = df["finished"].astype(bool)

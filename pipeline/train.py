@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline import distributed
 from pipeline.config import to_container
 from pipeline.context import Context
-from pipeline.data import load_theorems, prompts
+from pipeline.data import load_theorems
+from pipeline.prompts import build_prompts, proofs_for
 from pipeline.faults import maybe_die
-from pipeline.model import completion_logprobs, encode_prompts, load, model_dir
+from pipeline.model import completion_logprobs, encode_prompts, load, model_dir, resolve_device
 from pipeline.objectives import ObjectiveBatch, compute_loss
 from pipeline.store import Artifact, read_parquet, write_parquet
 
@@ -40,13 +42,16 @@ def run(ctx: Context) -> Artifact:
     base_samples = ctx.stage("verify", verify.run)
     cfg = ctx.cfg
     key_cfg = {"train": to_container(cfg.train), "dataset": [cfg.dataset.train_path, cfg.dataset.train_limit,
-               cfg.dataset.prompt_template, cfg.dataset.proof_prefix], "verifier": cfg.verifier.backend}
+               cfg.dataset.prompt_template, cfg.dataset.proof_prefix, cfg.dataset.header,
+               cfg.model.prompt_style], "verifier": cfg.verifier.backend}
     if cfg.train.mode == "online":
         key_cfg["sampler"] = {k: cfg.sampler[k] for k in ("samples_per_prompt", "temperature", "top_p", "max_new_tokens")}
     art = ctx.store.artifact("train", key_cfg, inputs={"base": base, "base_samples": base_samples}, version=VERSION)
     if art.done:
         ctx.announce("train", art, reused=True)
         return art
+    if cfg.train.strategy == "fsdp":
+        return _run_distributed(ctx, art, base, base_samples)
     with ctx.store.lock(art):
         if not art.done:
             stats = Trainer(ctx, art, base, base_samples).fit()
@@ -54,6 +59,18 @@ def run(ctx: Context) -> Artifact:
             ctx.announce("train", art, reused=False, detail=f"{stats['steps']} steps")
             return art
     ctx.announce("train", art, reused=True)
+    return art
+
+
+def _run_distributed(ctx: Context, art: Artifact, base: Artifact, base_samples: Artifact) -> Artifact:
+    """Every torchrun rank trains together (the store lock would let only one in); rank 0 commits."""
+    trainer = Trainer(ctx, art, base, base_samples)
+    stats = trainer.fit()
+    if trainer.dist.main:
+        ctx.store.commit(art, {"objective": ctx.cfg.train.objective, "alpha": ctx.cfg.train.alpha,
+                               "world_size": trainer.dist.world, **stats})
+        ctx.announce("train", art, reused=False, detail=f"{stats['steps']} steps on {trainer.dist.world} ranks")
+    trainer.dist.barrier()
     return art
 
 
@@ -65,15 +82,23 @@ class Trainer:
         self.work.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.tcfg.seed)
         mcfg = self.cfg.model
-        self.policy, self.tokenizer = load(model_dir(base), mcfg.device, mcfg.dtype)
-        self.reference, _ = load(model_dir(base), mcfg.device, mcfg.dtype)
-        self.reference.requires_grad_(False)
+        self.dist = distributed.setup()
+        if self.tcfg.strategy == "fsdp" and not self.dist.active and not torch.distributed.is_initialized():
+            raise RuntimeError("train.strategy=fsdp: launch with `torchrun --nproc-per-node N -m pipeline ...`")
+        self.device = resolve_device(mcfg.device)  # inputs go here even when FSDP offloads weights to the CPU
+        self.policy, self.tokenizer = load(model_dir(base), self.device, mcfg.dtype)
+        self.reference, _ = load(model_dir(base), self.device, mcfg.dtype)
+        # The reference is frozen and only ever scored under no_grad: no gradients, no optimiser
+        # state; under FSDP it is sharded too, so each rank holds 1/N of it.
+        self.policy = distributed.prepare(self.policy, self.tcfg)
+        self.reference = distributed.prepare(self.reference, self.tcfg, frozen=True)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.tcfg.lr,
                                            weight_decay=self.tcfg.weight_decay)
         self.theorems = load_theorems(self.cfg.dataset.train_path, self.cfg.dataset.train_limit)
         self.base_verdicts = read_parquet(base_samples.file("verdicts.parquet"))
         self.log_z = _log_pass_rate(self.base_verdicts)
         self.backend = None  # the verifier for online rounds, started once and kept warm across rounds
+        self.vllm = None  # sampler=vllm: the engine for online rounds, kept warm the same way
         self.step = 0
         self.position = (0, 0, 0)  # (round, epoch, batch) of the next optimiser step
 
@@ -98,7 +123,8 @@ class Trainer:
                     self.step += 1
                     self.position = (rnd, epoch, b + 1)
                     metrics["tokens_per_s"] = tokens / max(time.time() - started, 1e-9)
-                    self.ctx.log.log(metrics, step=self.step, stage="train")
+                    if self.dist.main:
+                        self.ctx.log.log(metrics, step=self.step, stage="train")
                     if self.step % self.tcfg.checkpoint_every_steps == 0:
                         self._checkpoint()
                     maybe_die("train", "step", self.step)
@@ -107,35 +133,19 @@ class Trainer:
             self._checkpoint()
         if self.backend is not None:
             self.backend.close()
+        if self.vllm is not None:
+            self.vllm.close()
         out = self.work / "model"
-        self.policy.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
+        weights, _ = distributed.full_state_dict(self.policy)
+        if self.dist.main:
+            self.policy.save_pretrained(out, state_dict=weights)
+            self.tokenizer.save_pretrained(out)
+        self.dist.barrier()
         samples = sum(len(read_parquet(p)) for p in sorted(self.work.glob("round-*.parquet")))
         return {"steps": self.step, "train_samples": samples, "seconds": time.time() - started}
 
     def _optimise(self, rows: pd.DataFrame) -> dict:
-        self.policy.train()
-        prompt_ids = [list(x) for x in rows["prompt_ids"]]
-        completion_ids = [list(x) for x in rows["token_ids"]]
-        policy_logp, mask = completion_logprobs(self.policy, prompt_ids, completion_ids)
-        batch = ObjectiveBatch(
-            policy_logp=policy_logp,
-            old_logp=_pad(rows["old_logp"], policy_logp.shape),
-            ref_logp=_pad(rows["ref_logp"], policy_logp.shape),
-            mask=mask.float(),
-            reward=torch.tensor(rows["reward"].to_numpy(), dtype=torch.float32),
-            group=torch.tensor(pd.factorize(rows["theorem_id"])[0], dtype=torch.long),
-            log_z=torch.tensor(rows.groupby("theorem_id", sort=False)["log_z"].first().to_numpy(), dtype=torch.float32),
-            is_ref_sample=torch.tensor(rows["is_ref_sample"].to_numpy(), dtype=torch.float32)
-            if "is_ref_sample" in rows else None,
-        )
-        loss, diagnostics = compute_loss(self.tcfg.objective, batch, self.tcfg)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.tcfg.grad_clip)
-        self.optimizer.step()
-        return {"loss": float(loss.detach()), "reward": float(batch.reward.mean()), "grad_norm": float(grad_norm),
-                "tokens": int(mask.sum()), **{k: float(v) for k, v in diagnostics.items()}}
+        return optimise_step(self.policy, self.optimizer, rows, self.tcfg, self.dist, self.device)
 
     # ---- data for one round, saved before the first step so a resumed round sees the same data
 
@@ -143,17 +153,31 @@ class Trainer:
         path = self.work / f"round-{rnd:04d}.parquet"
         if path.exists():
             return read_parquet(path)
-        if self.tcfg.mode == "offline":
-            data = self._offline_samples(rnd)
-        else:
-            data = self._online_samples(rnd)
-            if self.tcfg.objective == "dph_rl":
-                # DPH-RL's divergence term needs the initial policy's own samples of the same prompts.
-                data = _interleave_by_theorem(data, self._offline_samples(rnd))
+        # Under torchrun rank 0 alone draws and verifies the round's samples (one sampler, one
+        # verifier); every rank then scores them in lockstep (the models are sharded).
+        unscored = self.work / f"round-{rnd:04d}.unscored.parquet"
+        if self.tcfg.mode == "online" and self.cfg.sampler.name == "vllm":
+            self._save_policy_for_sampler()  # gathers the sharded weights: every rank takes part
+        if self.dist.main:
+            if self.tcfg.mode == "offline":
+                data = self._offline_samples(rnd)
+            else:
+                data = self._online_samples(rnd)
+                if self.tcfg.objective == "dph_rl":
+                    # DPH-RL's divergence term needs the initial policy's own samples of the same prompts.
+                    data = _interleave_by_theorem(data, self._offline_samples(rnd))
+            if self.dist.active:
+                write_parquet(unscored, data)
+        self.dist.barrier()
+        if not self.dist.main:
+            data = read_parquet(unscored)
         data = self._score(data)
-        write_parquet(path, data)
-        acc = float(data["reward"].mean())
-        self.ctx.log.log({"round": rnd, "acceptance": acc, "samples": len(data)}, stage="train")
+        if self.dist.main:
+            write_parquet(path, data)
+            unscored.unlink(missing_ok=True)
+            acc = float(data["reward"].mean())
+            self.ctx.log.log({"round": rnd, "acceptance": acc, "samples": len(data)}, stage="train")
+        self.dist.barrier()
         return data
 
     def _round_theorems(self, rnd: int) -> pd.DataFrame:
@@ -169,47 +193,78 @@ class Trainer:
         return _decided(v).assign(sampled_by="base")
 
     def _online_samples(self, rnd: int) -> pd.DataFrame:
-        from lean_env.verifier import Item, get_backend, verify_items
+        from lean_env.verifier import Item, get_backend
         from pipeline.config import backend_options
-        from pipeline.sampler import sample
-        from pipeline.verify import open_cache
+        from pipeline.verify import open_cache, verify_proofs
 
         theorems = self._round_theorems(rnd)
         scfg, vcfg = self.cfg.sampler, self.cfg.verifier
         self.policy.eval()
-        records = sample(self.policy, self.tokenizer, prompts(theorems, self.cfg.dataset.prompt_template),
-                         n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
-                         max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
-                         seed=_seed(scfg.seed, rnd, 0), progress=self.cfg.progress, desc=f"round {rnd} sample")
+        draw = self._draw()
+        texts = build_prompts(self.cfg, theorems, self.tokenizer)
+        records = draw(texts,
+                       n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
+                       max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
+                       seed=_seed(scfg.seed, rnd, 0), progress=self.cfg.progress, desc=f"round {rnd} sample")
         df = pd.DataFrame(records)
         df["theorem_id"] = theorems["id"].to_numpy()[df["prompt_idx"]]
         df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
-        df["proof"] = self.cfg.dataset.proof_prefix + df["completion"]
+        df["proof"] = proofs_for(self.cfg, df["statement"], [texts[i] for i in df["prompt_idx"]], df["completion"])
         cache = open_cache(self.ctx)
         if self.backend is None:
             self.backend = get_backend(vcfg.backend, **backend_options(vcfg))
-        results = verify_items([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],
-                               self.backend, cache=cache, timeout=vcfg.timeout,
-                               workers=vcfg.workers, progress=self.cfg.progress)
+        results = verify_proofs([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],
+                                self.backend, cache=cache, timeout=vcfg.timeout, workers=vcfg.workers,
+                                progress=self.cfg.progress, prompt_style=self.cfg.model.prompt_style)
         df["verdict"] = [r.verdict for r in results]
         return _decided(df).assign(sampled_by="policy")
+
+    def _draw(self):
+        """The sampling function for this round: `hf` samples from the policy in memory; `vllm` keeps
+        one engine across rounds and loads the policy's current weights into it (sampler_vllm.py)."""
+        if self.cfg.sampler.name != "vllm":
+            from functools import partial
+
+            from pipeline.sampler import sample
+            return partial(sample, self.policy, self.tokenizer)
+        from pipeline.sampler_vllm import VLLMSampler
+
+        folder = self.work / "policy-for-sampler"  # written by _save_policy_for_sampler
+        if self.vllm is None:
+            self.vllm = VLLMSampler(str(folder), self.cfg.sampler, self.cfg.model)
+        else:
+            self.vllm.load_weights(str(folder))
+        return self.vllm.sample
+
+    def _save_policy_for_sampler(self) -> None:
+        weights, _ = distributed.full_state_dict(self.policy)
+        if self.dist.main:
+            folder = self.work / "policy-for-sampler"
+            self.policy.save_pretrained(folder, state_dict=weights)
+            self.tokenizer.save_pretrained(folder)
+        self.dist.barrier()
 
     @torch.no_grad()
     def _score(self, data: pd.DataFrame) -> pd.DataFrame:
         """Token log-probs under the proposal (the model that sampled, at its temperature) and the base model."""
         data = data.reset_index(drop=True).copy()
-        prompt_text = prompts(data, self.cfg.dataset.prompt_template)
-        data["prompt_ids"] = encode_prompts(self.tokenizer, prompt_text)
+        # Rescore under the exact prompts the samples were drawn with: rendered from the theorem
+        # table (which holds every column a prompt style may use, e.g. informal_prefix).
+        by_id = dict(zip(self.theorems["id"], build_prompts(self.cfg, self.theorems, self.tokenizer)))
+        data["prompt_ids"] = encode_prompts(self.tokenizer, [by_id[i] for i in data["theorem_id"]])
         temperature = self.cfg.sampler.temperature
         self.policy.eval()
         old, ref = [], []
         for start in range(0, len(data), self.tcfg.batch_size):
             chunk = data.iloc[start:start + self.tcfg.batch_size]
             p_ids, c_ids = list(chunk["prompt_ids"]), [list(x) for x in chunk["token_ids"]]
-            lp_ref, mask = completion_logprobs(self.reference, p_ids, c_ids)
+            dev = self.device
+            lp_ref, mask = completion_logprobs(self.reference, p_ids, c_ids, device=dev)
             by_base = chunk["sampled_by"].eq("base").to_numpy()
-            lp_base = lp_ref if temperature == 1.0 else completion_logprobs(self.reference, p_ids, c_ids, temperature=temperature)[0]
-            lp_old = lp_base if by_base.all() else completion_logprobs(self.policy, p_ids, c_ids, temperature=temperature)[0]
+            lp_base = lp_ref if temperature == 1.0 else completion_logprobs(
+                self.reference, p_ids, c_ids, temperature=temperature, device=dev)[0]
+            lp_old = lp_base if by_base.all() else completion_logprobs(
+                self.policy, p_ids, c_ids, temperature=temperature, device=dev)[0]
             for i in range(len(chunk)):
                 n = int(mask[i].sum())
                 ref.append(lp_ref[i, :n].tolist())
@@ -221,22 +276,68 @@ class Trainer:
     # ---- checkpoints
 
     def _checkpoint(self) -> None:
-        state = {"model": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-                 "position": self.position, "torch_rng": torch.get_rng_state()}
-        tmp = self.work / "checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.work / "checkpoint.pt")
+        # full (unsharded) state dicts, gathered from every rank under FSDP and written by rank 0
+        model_state, optimizer_state = distributed.full_state_dict(self.policy, self.optimizer)
+        if self.dist.main:
+            state = {"model": model_state, "optimizer": optimizer_state, "step": self.step,
+                     "position": self.position, "torch_rng": torch.get_rng_state()}
+            tmp = self.work / "checkpoint.pt.tmp"
+            torch.save(state, tmp)
+            os.replace(tmp, self.work / "checkpoint.pt")
+        self.dist.barrier()
 
     def _resume(self) -> None:
         path = self.work / "checkpoint.pt"
         if not path.exists():
             return
         state = torch.load(path, weights_only=False)
-        self.policy.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        distributed.load_full_state_dict(self.policy, self.optimizer, state["model"], state["optimizer"])
         self.step, self.position = state["step"], tuple(state["position"])
         torch.set_rng_state(state["torch_rng"])
         print(f"[train] resuming at step {self.step}, round/epoch/batch {self.position}", flush=True)
+
+
+def optimise_step(policy, optimizer, rows: pd.DataFrame, tcfg, dist_: distributed.Dist, device=None) -> dict:
+    """One optimiser step on `rows` (grouped by theorem). In one process with grad_accum=1 this is a
+    plain forward/backward on the whole batch; otherwise this rank's micro-batches of it
+    (distributed.rank_share), whose weighted gradients add up to the same step."""
+    policy.train()
+    groups = [np.arange(a, b) for a, b in _group_slices(rows)]
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, diagnostics, weights = 0.0, {}, 0.0
+    for idx, weight in distributed.rank_share(groups, dist_.rank, dist_.world, int(tcfg.grad_accum)):
+        batch = _objective_batch(policy, rows.iloc[idx], device)
+        loss, diag = compute_loss(tcfg.objective, batch, tcfg)
+        (loss * weight).backward()
+        loss_sum += float(loss.detach()) * weight
+        for k, v in diag.items():
+            diagnostics[k] = diagnostics.get(k, 0.0) + float(v) * weight
+        weights += weight
+    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), tcfg.grad_clip)
+    optimizer.step()
+    # loss: the rank sums are shares of the whole batch's loss times world, so their mean is that loss
+    return {"loss": dist_.mean(loss_sum), "reward": float(rows["reward"].mean()),
+            "grad_norm": distributed.grad_norm_value(grad_norm),
+            "tokens": int(sum(len(x) for x in rows["token_ids"])),
+            **{k: v / weights for k, v in diagnostics.items()}}  # this rank's pieces (all of them in one process)
+
+
+def _objective_batch(policy, rows: pd.DataFrame, device=None) -> ObjectiveBatch:
+    prompt_ids = [list(x) for x in rows["prompt_ids"]]
+    completion_ids = [list(x) for x in rows["token_ids"]]
+    policy_logp, mask = completion_logprobs(policy, prompt_ids, completion_ids, device=device)
+    policy_logp, mask = policy_logp.cpu(), mask.cpu()
+    return ObjectiveBatch(
+        policy_logp=policy_logp,
+        old_logp=_pad(rows["old_logp"], policy_logp.shape),
+        ref_logp=_pad(rows["ref_logp"], policy_logp.shape),
+        mask=mask.float(),
+        reward=torch.tensor(rows["reward"].to_numpy(), dtype=torch.float32),
+        group=torch.tensor(pd.factorize(rows["theorem_id"])[0], dtype=torch.long),
+        log_z=torch.tensor(rows.groupby("theorem_id", sort=False)["log_z"].first().to_numpy(), dtype=torch.float32),
+        is_ref_sample=torch.tensor(rows["is_ref_sample"].to_numpy(), dtype=torch.float32)
+        if "is_ref_sample" in rows else None,
+    )
 
 
 def _decided(samples: pd.DataFrame) -> pd.DataFrame:

@@ -3,6 +3,8 @@
 Verdicts are cached by (backend, version, statement, proof) under `<output_dir>/cache/`, so a
 repeated proof costs nothing and a verify stage killed midway redoes only what was not cached.
 `error` (the verifier itself failed) is kept as its own verdict: it is never counted as a pass.
+A sample whose completion held no extractable proof (empty `proof`, pipeline/prompts.py) gets the
+verdict `invalid` here, with a message saying so, without reaching the backend.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import time
 import pandas as pd
 
 from lean_env.cache import VerdictCache
-from lean_env.verifier import Item, get_backend, verify_items
+from lean_env.verifier import Item, Result, get_backend, verify_items
 from pipeline.config import backend_options
 from pipeline.context import Context
+from pipeline.prompts import NO_PROOF, NO_PROOF_MESSAGE
 from pipeline.store import Artifact, read_parquet, write_parquet
 
 VERSION = 1
@@ -38,8 +41,8 @@ def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Ar
         cache = open_cache(ctx)
         started = time.time()
         with backend:
-            results = verify_items(items, backend, cache=cache, timeout=vcfg.timeout,
-                                   workers=vcfg.workers, progress=ctx.cfg.progress)
+            results = verify_proofs(items, backend, cache=cache, timeout=vcfg.timeout, workers=vcfg.workers,
+                                    progress=ctx.cfg.progress, prompt_style=ctx.cfg.model.prompt_style)
         seconds = time.time() - started
         out = df.assign(verdict=[r.verdict for r in results], message=[r.message for r in results],
                         seconds=[r.seconds for r in results])
@@ -52,6 +55,19 @@ def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Ar
         ctx.store.commit(art, {"verdicts": counts, "seconds": seconds, **key_cfg})
     ctx.announce(label, art, reused=False, detail=", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     return art
+
+
+def verify_proofs(items: list[Item], backend, *, prompt_style: str, **options) -> list[Result]:
+    """verify_items, except that items without a proof (NO_PROOF: nothing could be extracted from the
+    completion) are `invalid` with a message naming why; they count as decided failures."""
+    missing = [i for i, item in enumerate(items) if item.proof == NO_PROOF]
+    results: list[Result | None] = [None] * len(items)
+    for i in missing:
+        results[i] = Result(items[i].id, "invalid", NO_PROOF_MESSAGE.format(style=prompt_style), 0.0)
+    todo = [i for i in range(len(items)) if results[i] is None]
+    for i, r in zip(todo, verify_items([items[i] for i in todo], backend, **options)):
+        results[i] = r
+    return results
 
 
 def open_cache(ctx: Context) -> VerdictCache | None:

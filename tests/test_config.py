@@ -10,6 +10,8 @@ from pipeline.config import register, validate
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
 TRAIN_CONFIGS = sorted(p.stem for p in (Path(CONF) / "train").glob("*.yaml"))
+GROUP_CONFIGS = [(group, p.stem) for group in ("model", "dataset", "sampler")
+                 for p in sorted((Path(CONF) / group).glob("*.yaml"))]
 
 register()
 
@@ -89,3 +91,32 @@ def test_verifier_sections_are_typed():
         _compose(["verifier=lean_repl", "verifier.lean_repl.nonsense=1"])
     with pytest.raises(ValueError, match="verifier.timeout"):
         validate(_compose(["verifier.timeout=0"]))
+
+
+@pytest.mark.parametrize("group,name", GROUP_CONFIGS)
+def test_every_model_dataset_and_sampler_config_composes(group, name):
+    # The Lean provers prompt with a Lean header, which the embedded prop dataset does not have.
+    lean_model = group == "model" and name != "tiny_prop"
+    cfg = _compose([f"{group}={name}"] + (["dataset=minif2f_test"] if lean_model else []))
+    validate(cfg)
+    assert cfg[group].name == name if group != "sampler" else cfg.sampler.name in ("hf", "vllm")
+
+
+def test_prompt_style_is_validated():
+    cfg = _compose(["model=kimina_prover_distill_1_7b", "dataset=minif2f_test"])
+    validate(cfg)
+    assert cfg.model.prompt_style == "kimina_prover" and "maxHeartbeats 0" in cfg.dataset.header
+    with pytest.raises(ValueError, match="model.prompt_style"):
+        validate(_compose(["model.prompt_style=chatgpt"]))
+    with pytest.raises(ValueError, match="dataset.header"):  # a Lean prover on the prop benchmark
+        validate(_compose(["model=deepseek_prover_v15_rl"]))
+
+
+def test_fsdp_options_are_validated():
+    validate(_compose(["train.strategy=fsdp", "train.precision=bf16", "sampler=vllm", "train.grad_accum=4"]))
+    with pytest.raises(ValueError, match="train.strategy"):
+        validate(_compose(["train.strategy=deepspeed"]))
+    with pytest.raises(ValueError, match="FSDP options"):
+        validate(_compose(["train.precision=bf16"]))
+    with pytest.raises(ValueError, match="needs sampler=vllm"):
+        validate(_compose(["train.strategy=fsdp", "train.mode=online"]))

@@ -133,8 +133,8 @@ def test_invalid_arguments_are_refused(tiny):
 
 def make_ctx(root: Path, **sampler_kw) -> Context:
     cfg = OmegaConf.create({
-        "model": {"name": "tiny", "dtype": "float32", "device": "cpu"},
-        "dataset": {"prompt_template": "{statement} := by", "proof_prefix": "by"},
+        "model": {"name": "tiny", "dtype": "float32", "device": "cpu", "prompt_style": "prop"},
+        "dataset": {"prompt_template": "{statement} := by", "proof_prefix": "by", "header": ""},
         "sampler": {"name": "hf"},
         "progress": False,
     })
