@@ -30,7 +30,7 @@ from pipeline.model import completion_logprobs, encode_prompts, load, model_dir
 from pipeline.objectives import ObjectiveBatch, compute_loss
 from pipeline.store import Artifact, read_parquet, write_parquet
 
-VERSION = 1
+VERSION = 2  # 2: steps without gradient signal are skipped (train.skip_empty_steps)
 
 
 def run(ctx: Context) -> Artifact:
@@ -75,6 +75,7 @@ class Trainer:
         self.log_z = _log_pass_rate(self.base_verdicts)
         self.backend = None  # the verifier for online rounds, started once and kept warm across rounds
         self.step = 0
+        self.skipped_steps = 0  # steps with no gradient signal, not taken (train.skip_empty_steps)
         self.position = (0, 0, 0)  # (round, epoch, batch) of the next optimiser step
 
     # ---- the loop
@@ -133,8 +134,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.tcfg.grad_clip)
-        self.optimizer.step()
+        empty = float(grad_norm) == 0.0 or not torch.isfinite(grad_norm)
+        if empty and self.tcfg.skip_empty_steps:
+            self.skipped_steps += 1
+        else:
+            self.optimizer.step()
         return {"loss": float(loss.detach()), "reward": float(batch.reward.mean()), "grad_norm": float(grad_norm),
+                "skipped_steps": self.skipped_steps,
                 "tokens": int(mask.sum()), **{k: float(v) for k, v in diagnostics.items()}}
 
     # ---- data for one round, saved before the first step so a resumed round sees the same data
@@ -221,7 +227,7 @@ class Trainer:
 
     def _checkpoint(self) -> None:
         state = {"model": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-                 "position": self.position, "torch_rng": torch.get_rng_state()}
+                 "skipped_steps": self.skipped_steps, "position": self.position, "torch_rng": torch.get_rng_state()}
         tmp = self.work / "checkpoint.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, self.work / "checkpoint.pt")
@@ -234,6 +240,7 @@ class Trainer:
         self.policy.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.position = state["step"], tuple(state["position"])
+        self.skipped_steps = state.get("skipped_steps", 0)
         torch.set_rng_state(state["torch_rng"])
         print(f"[train] resuming at step {self.step}, round/epoch/batch {self.position}", flush=True)
 
