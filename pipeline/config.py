@@ -158,6 +158,12 @@ class TrainConfig(ObjectiveConfig):
     lr: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    # A batch in which no sample carries signal (no accepted proof, every GRPO advantage 0) has a zero
+    # gradient, yet Adam would still move every weight along its momentum, and with sparse rewards
+    # most batches are such: the policy drifts from the base with nothing learnt (measured on
+    # tiny_prop: KL(base‖policy) 10 nats/proof after 32 steps, train acceptance 2.7 % → 0.4 %).
+    # True: such steps (and non-finite ones) are not taken, only counted (`skipped_steps`).
+    skip_empty_steps: bool = True
     seed: int = 0
     checkpoint_every_steps: int = 20
     # Scale (pipeline/distributed.py). strategy: none (one process, any device) | fsdp (FSDP2 under

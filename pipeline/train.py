@@ -32,7 +32,7 @@ from pipeline.model import completion_logprobs, encode_prompts, load, model_dir,
 from pipeline.objectives import ObjectiveBatch, compute_loss
 from pipeline.store import Artifact, read_parquet, write_parquet
 
-VERSION = 1
+VERSION = 2  # 2: steps without gradient signal are skipped (train.skip_empty_steps)
 
 
 def run(ctx: Context) -> Artifact:
@@ -100,6 +100,7 @@ class Trainer:
         self.backend = None  # the verifier for online rounds, started once and kept warm across rounds
         self.vllm = None  # sampler=vllm: the engine for online rounds, kept warm the same way
         self.step = 0
+        self.skipped_steps = 0  # steps with no gradient signal, not taken (train.skip_empty_steps)
         self.position = (0, 0, 0)  # (round, epoch, batch) of the next optimiser step
 
     # ---- the loop
@@ -145,7 +146,9 @@ class Trainer:
         return {"steps": self.step, "train_samples": samples, "seconds": time.time() - started}
 
     def _optimise(self, rows: pd.DataFrame) -> dict:
-        return optimise_step(self.policy, self.optimizer, rows, self.tcfg, self.dist, self.device)
+        out = optimise_step(self.policy, self.optimizer, rows, self.tcfg, self.dist, self.device)
+        self.skipped_steps += int(out.pop("skipped"))
+        return {**out, "skipped_steps": self.skipped_steps}
 
     # ---- data for one round, saved before the first step so a resumed round sees the same data
 
@@ -280,7 +283,7 @@ class Trainer:
         model_state, optimizer_state = distributed.full_state_dict(self.policy, self.optimizer)
         if self.dist.main:
             state = {"model": model_state, "optimizer": optimizer_state, "step": self.step,
-                     "position": self.position, "torch_rng": torch.get_rng_state()}
+                     "skipped_steps": self.skipped_steps, "position": self.position, "torch_rng": torch.get_rng_state()}
             tmp = self.work / "checkpoint.pt.tmp"
             torch.save(state, tmp)
             os.replace(tmp, self.work / "checkpoint.pt")
@@ -293,6 +296,7 @@ class Trainer:
         state = torch.load(path, weights_only=False)
         distributed.load_full_state_dict(self.policy, self.optimizer, state["model"], state["optimizer"])
         self.step, self.position = state["step"], tuple(state["position"])
+        self.skipped_steps = state.get("skipped_steps", 0)
         torch.set_rng_state(state["torch_rng"])
         print(f"[train] resuming at step {self.step}, round/epoch/batch {self.position}", flush=True)
 
@@ -314,10 +318,13 @@ def optimise_step(policy, optimizer, rows: pd.DataFrame, tcfg, dist_: distribute
             diagnostics[k] = diagnostics.get(k, 0.0) + float(v) * weight
         weights += weight
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), tcfg.grad_clip)
-    optimizer.step()
+    norm = distributed.grad_norm_value(grad_norm)  # the whole model's norm, the same on every rank
+    skipped = (norm == 0.0 or not math.isfinite(norm)) and tcfg.skip_empty_steps
+    if not skipped:  # see TrainConfig.skip_empty_steps: Adam would move the weights on momentum alone
+        optimizer.step()
     # loss: the rank sums are shares of the whole batch's loss times world, so their mean is that loss
     return {"loss": dist_.mean(loss_sum), "reward": float(rows["reward"].mean()),
-            "grad_norm": distributed.grad_norm_value(grad_norm),
+            "grad_norm": norm, "skipped": skipped,
             "tokens": int(sum(len(x) for x in rows["token_ids"])),
             **{k: v / weights for k, v in diagnostics.items()}}  # this rank's pieces (all of them in one process)
 
