@@ -107,3 +107,20 @@ def test_rank_share_deals_prompts_and_weights_them_to_the_whole_batch():
     assert sum(w for share in shares for _, w in share) == pytest.approx(2.0)
     assert all(len(s) == 2 for s in shares)  # same number of micro-batches on every rank
     assert shares[1][1][1] == 0.0  # rank 1 has one prompt: its second micro-batch is a weight-0 filler
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_a_step_without_signal_leaves_the_weights_alone_only_when_skipped(setup, skip):
+    """After one informative step Adam has momentum; a batch with no accepted proof (zero gradient)
+    would still move every weight on it. train.skip_empty_steps (default) does not take that step."""
+    tcfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {"lr": 1e-2, "skip_empty_steps": skip})
+    model, _ = load(setup / "model", "cpu", "float32")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr)
+    rows = pd.read_pickle(setup / "rows.pkl")
+    first = optimise_step(model, optimizer, rows, tcfg, distributed.Dist())
+    assert first["grad_norm"] > 0 and not first["skipped"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    empty = optimise_step(model, optimizer, rows.assign(reward=0.0), tcfg, distributed.Dist())
+    assert empty["grad_norm"] == 0.0 and empty["skipped"] == skip
+    moved = max(float((model.state_dict()[k] - v).abs().max()) for k, v in before.items())
+    assert (moved == 0.0) == skip
