@@ -22,6 +22,7 @@ model on CPU the loop is the faster one (see scripts/bench_sampler.py). Both are
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import torch
@@ -190,6 +191,12 @@ def new_cache(model, capacity: int):
     return DynamicCache(config=model.config)
 
 
+def _cache_keyword(model) -> str:
+    """The forward() argument that takes the KV cache: `cache` in recent transformers 5.x releases,
+    which deprecate `past_key_values` (a warning at every step otherwise), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max_new_tokens, generator):
     """Decode one batch by hand: shared prefill per distinct prompt, finished rows dropped each step."""
     device = next(model.parameters()).device
@@ -201,10 +208,11 @@ def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max
     pos = position_ids_from_mask(mask)
     padded = bool((mask == 0).any())  # without padding no mask is needed (plain causal attention)
     cache = new_cache(model, ids.shape[1] + max_new_tokens)
-    out = model(input_ids=ids, attention_mask=mask if padded else None, position_ids=pos, past_key_values=cache,
+    cache_arg = _cache_keyword(model)
+    out = model(input_ids=ids, attention_mask=mask if padded else None, position_ids=pos, **{cache_arg: cache},
                 use_cache=True, logits_to_keep=1)
     expand = torch.tensor([row_of[p] for p, _ in chunk], device=device)
-    cache = out.past_key_values
+    # the model fills `cache` in place; it is ours and is passed back in at every step
     cache.batch_select_indices(expand)
     logits = out.logits[:, -1, :][expand]
     mask = mask[expand]
@@ -247,8 +255,7 @@ def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max
         if padded:
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
         out = model(input_ids=tok[:, None], attention_mask=mask if padded else None,
-                    position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+                    position_ids=next_pos[:, None], **{cache_arg: cache}, use_cache=True)
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
 
