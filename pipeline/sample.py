@@ -11,6 +11,8 @@ completion, the text the verifier sees after `:=`), logp (summed over the genera
 model at temperature 1), sample_logp (under the distribution sampled from), num_tokens (EOS
 included when finished), finished (ended with EOS within max_new_tokens), token_ids (the generated
 ids, EOS included, for exact teacher-forced rescoring without re-tokenising the text).
+Power samples (`power=...`, pipeline/power_sampler.py) add generated_tokens (proposal tokens spent on
+the sample, rejected ones included), mh_proposals and mh_accepted, and their meta the `token_cost`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ from pipeline.store import Artifact, Shards, stable_hash, write_parquet
 VERSION = 1
 COLUMNS = ["theorem_id", "statement", "sample_idx", "completion", "proof", "logp", "sample_logp",
            "num_tokens", "finished", "token_ids"]
+POWER_COLUMNS = ["generated_tokens", "mh_proposals", "mh_accepted"]
+
+
+def power_settings(scfg) -> dict:
+    """What the power sampler's samples depend on beyond the plain settings (part of their key)."""
+    from pipeline.power_sampler import resolve_proposal_temperature
+
+    return {"gamma": float(scfg.gamma), "block_size": int(scfg.block_size), "mcmc_steps": int(scfg.mcmc_steps),
+            "proposal_temperature": resolve_proposal_temperature(scfg.gamma, scfg.proposal_temperature)}
 
 
 def shard_seed(seed: int, shard: int) -> int:
@@ -37,11 +48,16 @@ def shard_seed(seed: int, shard: int) -> int:
 
 def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, *, split: str, n: int,
                      temperature: float, top_p: float, max_new_tokens: int, seed: int, batch_size: int,
-                     prompts_per_shard: int, label: str = "sample") -> Artifact:
+                     prompts_per_shard: int, label: str = "sample", power: dict | None = None) -> Artifact:
+    """`power`: None for plain samples from the sampler (the power sampler's proposal engine when
+    sampler.name is power), else `power_settings(...)` for power samples (then `temperature` is
+    unused: the proposal's temperature is in the settings)."""
+    from pipeline.config import plain_sampler
+
     cfg = ctx.cfg
     ds = cfg.dataset
     key_cfg = {
-        "sampler": cfg.sampler.name, "split": split,
+        "sampler": plain_sampler(cfg.sampler), "split": split,
         "theorems": stable_hash([[str(i), str(s)] for i, s in zip(theorems["id"], theorems["statement"])]),
         "num_theorems": len(theorems),
         "prompt_template": ds.prompt_template, "proof_prefix": ds.proof_prefix,
@@ -49,6 +65,8 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
         "max_new_tokens": int(max_new_tokens), "seed": int(seed), "batch_size": int(batch_size),
         "prompts_per_shard": int(prompts_per_shard), "dtype": cfg.model.dtype,
     }
+    if power is not None:  # plain samples keep the key they always had
+        key_cfg["power"] = dict(power)
     art = ctx.store.artifact("sample", key_cfg, inputs={"model": model_art}, version=VERSION)
     if art.done:
         ctx.announce(label, art, reused=True, detail=_detail(art.meta))
@@ -59,16 +77,29 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
             return art
         meta = _build(ctx, art, model_art, theorems, n=n, temperature=temperature, top_p=top_p,
                       max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
-                      prompts_per_shard=prompts_per_shard, label=label)
+                      prompts_per_shard=prompts_per_shard, label=label, power=power)
         ctx.store.commit(art, {**meta, "label": label, "model": str(model_art), **key_cfg})
     ctx.announce(label, art, reused=False, detail=_detail(art.meta))
     return art
 
 
 def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_tokens, seed, batch_size,
-           prompts_per_shard, label) -> dict:
+           prompts_per_shard, label, power=None) -> dict:
     from pipeline.model import load, model_dir, set_progress
-    from pipeline.sampler import sample
+
+    if power is None:
+        from pipeline.sampler import sample
+    else:
+        from functools import partial
+
+        from pipeline.power_sampler import sample as power_sample
+
+        if ctx.cfg.sampler.proposal != "hf":
+            raise ValueError(f"sampler.proposal={ctx.cfg.sampler.proposal!r}: only the hf engine is wired to "
+                             "the power sampler (see pipeline/power_sampler.py for plugging in another)")
+
+        def sample(model, tokenizer, texts, *, temperature, **kw):  # noqa: ARG001 - the proposal's is in `power`
+            return power_sample(model, tokenizer, texts, **power, **kw)
 
     cfg = ctx.cfg
     set_progress(bool(cfg.progress))
@@ -79,7 +110,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
     todo = [i for i in range(count) if not shards.done(i)]
     if len(todo) < count:
         print(f"[{label}] resuming: {count - len(todo)}/{count} shards already written", flush=True)
-    seconds, tokens, drawn = 0.0, 0, 0
+    seconds, tokens, drawn, spent = 0.0, 0, 0, 0
     if todo:
         model, tokenizer = load(model_dir(model_art), cfg.model.device, cfg.model.dtype)
         bar = None
@@ -99,6 +130,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
                 shards.write(i, df)
                 seconds += dt
                 tokens += int(df["num_tokens"].sum())
+                spent += int(df["generated_tokens"].sum()) if "generated_tokens" in df else int(df["num_tokens"].sum())
                 drawn += len(df)
                 ctx.log.log({"shard": i, "samples_per_s": len(df) / max(dt, 1e-9),
                              "tokens_per_s": int(df["num_tokens"].sum()) / max(dt, 1e-9),
@@ -110,12 +142,26 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
     table = shards.concat(count)
     write_parquet(art.work / "samples.parquet", table)
     shards.remove()
-    return {
+    meta = {
         "samples": len(table), "theorems": int(len(theorems)), "finished": float(table["finished"].mean()),
         "mean_tokens": float(table["num_tokens"].mean()), "seconds": seconds,
         "samples_per_s": drawn / seconds if seconds else None,
         "tokens_per_s": tokens / seconds if seconds else None,
     }
+    if power is not None:  # from the whole table, so a resumed run reports the same numbers
+        meta.update(sampling_cost(table))
+    return meta
+
+
+def sampling_cost(table: pd.DataFrame) -> dict:
+    """Token cost of power samples: proposal tokens generated per kept token, and the MH acceptance rate."""
+    kept = int(table["num_tokens"].sum())
+    generated = int(table["generated_tokens"].sum())
+    proposals = int(table["mh_proposals"].sum())
+    return {"generated_tokens": generated, "kept_tokens": kept,
+            "mean_generated_tokens": generated / max(1, len(table)),
+            "token_cost": generated / kept if kept else None,
+            "acceptance_rate": int(table["mh_accepted"].sum()) / proposals if proposals else None}
 
 
 def _frame(records: list[dict], theorems: pd.DataFrame, proof_prefix: str) -> pd.DataFrame:
@@ -128,7 +174,7 @@ def _frame(records: list[dict], theorems: pd.DataFrame, proof_prefix: str) -> pd
     df["sample_idx"] = df["sample_idx"].astype("int64")
     df["num_tokens"] = df["num_tokens"].astype("int64")
     df["finished"] = df["finished"].astype(bool)
-    return df[COLUMNS]
+    return df[COLUMNS + [c for c in POWER_COLUMNS if c in df.columns]]
 
 
 def _detail(meta: dict) -> str:

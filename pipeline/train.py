@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import to_container
+from pipeline.config import NO_TRAINING, to_container
 from pipeline.context import Context
 from pipeline.data import load_theorems, prompts
 from pipeline.faults import maybe_die
@@ -37,6 +37,9 @@ def run(ctx: Context) -> Artifact:
     from pipeline import pretrain, verify
 
     base = ctx.stage("pretrain", pretrain.run)
+    if ctx.cfg.train.objective == NO_TRAINING:  # an inference-time method: the policy is the base model
+        ctx.announce("train", base, reused=True, detail="train.objective=none: no training, the base model")
+        return base
     base_samples = ctx.stage("verify", verify.run)
     cfg = ctx.cfg
     key_cfg = {"train": to_container(cfg.train), "dataset": [cfg.dataset.train_path, cfg.dataset.train_limit,

@@ -234,3 +234,44 @@ def test_hf_power_without_mh_steps_is_plain_sampling_at_the_proposal_temperature
     assert [r["token_ids"] for r in power] == [r["token_ids"] for r in plain]
     assert [r["logp"] for r in power] == pytest.approx([r["logp"] for r in plain], abs=1e-4)
     assert token_cost(power) == 1.0
+
+
+# ---- the sample stage with power=...: its own artifact, extra columns, the token cost in its meta
+
+
+def test_power_samples_get_their_own_artifact_and_report_their_cost(tiny, tmp_path):
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    from pipeline import sample as sample_stage
+    from pipeline.context import Context
+    from pipeline.store import ArtifactStore
+    from pipeline.tracking import RunLogger
+
+    model, tok = tiny
+    store = ArtifactStore(tmp_path / "store")
+    model_art = store.artifact("pretrain", {"tiny": 1})
+    model.save_pretrained(model_art.work / "model")
+    tok.save_pretrained(model_art.work / "model")
+    store.commit(model_art, {})
+    cfg = OmegaConf.create({"model": {"name": "tiny", "dtype": "float32", "device": "cpu"},
+                            "dataset": {"prompt_template": "{statement} := by", "proof_prefix": "by"},
+                            "sampler": {"name": "power", "proposal": "hf", "gamma": 2.0, "block_size": 8,
+                                        "mcmc_steps": 2, "proposal_temperature": 0.0, "num_threads": 1},
+                            "progress": False})
+    ctx = Context(cfg=cfg, store=store, run_dir=tmp_path / "run", log=RunLogger(tmp_path / "run"))
+    theorems = pd.DataFrame({"id": ["a", "b"], "statement": [p.removesuffix(" := by") for p in PROMPTS[:2]]})
+    settings = dict(split="eval", n=3, temperature=1.0, top_p=1.0, max_new_tokens=16, seed=5, batch_size=8,
+                    prompts_per_shard=1)
+    power = sample_stage.power_settings(cfg.sampler)
+    assert power == {"gamma": 2.0, "block_size": 8, "mcmc_steps": 2, "proposal_temperature": 0.5}
+    art = sample_stage.generate_samples(ctx, model_art, theorems, **settings, power=power)
+    plain = sample_stage.generate_samples(ctx, model_art, theorems, **settings)
+    assert art.path != plain.path and art.spec["config"]["sampler"] == plain.spec["config"]["sampler"] == "hf"
+    df = pd.read_parquet(art.file("samples.parquet"))
+    assert list(df.columns) == sample_stage.COLUMNS + sample_stage.POWER_COLUMNS and len(df) == 6
+    assert list(pd.read_parquet(plain.file("samples.parquet")).columns) == sample_stage.COLUMNS
+    meta = art.meta
+    assert meta["token_cost"] == pytest.approx(df["generated_tokens"].sum() / df["num_tokens"].sum())
+    assert meta["token_cost"] > 1 and 0 <= meta["acceptance_rate"] <= 1 and meta["power"] == power
+    assert "token_cost" not in plain.meta
