@@ -30,32 +30,40 @@ def next_token_probs(generated):
 
 
 class TableEngine:
-    """A ProposalEngine over the table above: q = p at `temperature`; counts the tokens it draws.
-    Plain Python floats, precomputed per context: the tests draw a few hundred thousand tokens."""
+    """A ProposalEngine over a next-token table: q = p at `temperature`; counts the tokens it draws.
+    `next_probs(generated tokens) -> probabilities over the vocabulary`; `eos` ends a sequence.
+    Plain Python floats, cached per context: the tests draw a few hundred thousand tokens."""
 
-    def __init__(self, temperature: float, seed: int):
+    def __init__(self, temperature: float, seed: int, next_probs=None, eos=None):
+        self.temperature, self.eos = temperature, eos
+        self.next_probs = next_probs or next_token_probs
         self.rng = random.Random(seed)
         self.drawn = 0
-        self.table = {}  # first token (None before it) -> (q(1), [log p(0), log p(1)], [log q(0), log q(1)])
-        for context in (None, 0, 1):
-            p = FIRST if context is None else SECOND[context]
-            q = p ** (1 / temperature)
+        self.cache = {}
+
+    def table(self, context: tuple):
+        """(cumulative q, log p, log q) for the next token after `context`."""
+        if context not in self.cache:
+            p = np.asarray(self.next_probs(list(context)), dtype=float)
+            q = p ** (1 / self.temperature)
             q = q / q.sum()
-            self.table[context] = (float(q[1]), [math.log(x) for x in p], [math.log(x) for x in q])
+            self.cache[context] = (np.cumsum(q).tolist(), np.log(p).tolist(), np.log(q).tolist())
+        return self.cache[context]
 
     def extend(self, prefixes, limits):
         out = []
         for prefix, limit in zip(prefixes, limits):
-            generated = list(prefix[len(PROMPT):])
+            generated = tuple(prefix[len(PROMPT):])
             toks, lp, qlp = [], [], []
-            for _ in range(limit):
-                q1, log_p, log_q = self.table[(generated + toks)[0] if generated or toks else None]
-                tok = int(self.rng.random() < q1)
+            while len(toks) < limit and not (toks and toks[-1] == self.eos):
+                cum, log_p, log_q = self.table(generated + tuple(toks))
+                u = self.rng.random()
+                tok = next((v for v, c in enumerate(cum) if u < c), len(cum) - 1)
                 toks.append(tok)
                 lp.append(log_p[tok])
                 qlp.append(log_q[tok])
             self.drawn += len(toks)
-            out.append(Extension(toks, lp, qlp, finished=False))
+            out.append(Extension(toks, lp, qlp, finished=bool(toks) and toks[-1] == self.eos))
         return out
 
 
@@ -127,6 +135,78 @@ def test_gamma_one_with_the_base_model_as_proposal_is_plain_sampling():
     # q = p and equal lengths: every proposal is accepted, and the samples follow p itself
     assert all(c.accepted == c.proposals == 5 for c in chains)
     assert tv(empirical(chains), [exact_p(y) for y in OUTPUTS]) < TV_BOUND
+
+
+# ---- with an EOS: outputs of different lengths. Tokens {0, 1, EOS=2}, at most 3 tokens.
+EOS = 2
+EOS_TABLE = {(): [0.5, 0.3, 0.2], (0,): [0.1, 0.1, 0.8], (1,): [0.45, 0.45, 0.1]}
+
+
+def eos_probs(generated):
+    return EOS_TABLE.get(tuple(generated), [0.3, 0.3, 0.4])  # after two tokens
+
+
+def suffixes(engine, prefix: tuple, limit: int):
+    """Every suffix the proposal can draw after `prefix` within `limit` tokens, with its probability."""
+    if limit == 0 or (prefix and prefix[-1] == EOS):
+        return [(Extension([], [], [], finished=bool(prefix) and prefix[-1] == EOS), 1.0)]
+    cum, log_p, log_q = engine.table(prefix)
+    out = []
+    for tok in range(3):
+        for rest, prob in suffixes(engine, prefix + (tok,), limit - 1):
+            out.append((Extension([tok] + rest.tokens, [log_p[tok]] + rest.logp, [log_q[tok]] + rest.proposal_logp,
+                                  rest.finished if rest.tokens else tok == EOS), math.exp(log_q[tok]) * prob))
+    return out
+
+
+def exact_kernel(gamma, length_correction=True):
+    """The MH chain of one block (block_size = max_new_tokens = 3) as an exact transition matrix over
+    every output, and the power target on the same outputs."""
+    engine = TableEngine(1 / gamma, 0, eos_probs, EOS)
+    states = [tuple(e.tokens) for e, _ in suffixes(engine, (), 3)]
+    index = {y: i for i, y in enumerate(states)}
+    chains = {tuple(e.tokens): Chain(list(e.tokens), e.logp, e.proposal_logp, e.finished) for e, _ in suffixes(engine, (), 3)}
+    target = np.array([math.exp(gamma * sum(chains[y].logp)) for y in states])
+    kernel = np.zeros((len(states), len(states)))
+    for y in states:
+        for t in range(len(y)):
+            for ext, prob in suffixes(engine, y[:t], 3 - t):
+                log_a = log_acceptance(gamma, chains[y], t, ext)
+                if not length_correction:  # the authors' code: no |y| / |y'| factor
+                    log_a -= math.log(len(y)) - math.log(t + len(ext.tokens))
+                kernel[index[y], index[y[:t] + tuple(ext.tokens)]] += prob / len(y) * min(1.0, math.exp(log_a))
+        kernel[index[y], index[y]] += 1 - kernel[index[y]].sum()
+    return kernel, target / target.sum(), states
+
+
+@pytest.mark.parametrize("gamma", [1.0, 2.0, 4.0])
+def test_the_mh_step_leaves_the_power_distribution_invariant_across_lengths(gamma):
+    """Exactly, by enumeration: π K = π for π ∝ p^γ over outputs of 1 to 3 tokens (EOS or not)."""
+    kernel, target, states = exact_kernel(gamma)
+    assert len(states) == 15 and np.allclose(kernel.sum(1), 1.0) and (kernel >= -1e-12).all()
+    assert np.abs(target @ kernel - target).max() < 1e-12
+    # without the |y| / |y'| factor the chain drifts away from p^γ when lengths differ
+    biased, _, _ = exact_kernel(gamma, length_correction=False)
+    assert np.abs(target @ biased - target).max() > 1e-3
+
+
+def test_chains_with_eos_sample_the_power_distribution():
+    gamma = 2.0
+    _, target, states = exact_kernel(gamma)
+
+    def sampled(mcmc_steps):
+        engine = TableEngine(1 / gamma, 1, eos_probs, EOS)
+        chains = run_chains(engine, [PROMPT] * N_CHAINS, gamma=gamma, block_size=3, mcmc_steps=mcmc_steps,
+                            max_new_tokens=3, rng=np.random.default_rng(2))
+        counts = np.zeros(len(states))
+        for c in chains:
+            counts[states.index(tuple(c.tokens))] += 1
+            assert c.finished == (c.tokens[-1] == EOS)
+        return counts / counts.sum()
+
+    # 15 outcomes: the TV's sampling noise at 2000 draws is larger than with 4 (about 0.03)
+    assert tv(sampled(10), target) < 0.05
+    assert tv(sampled(0), target) > 0.15  # no MH step: low-temperature sampling
 
 
 def test_acceptance_ratio_by_hand():
