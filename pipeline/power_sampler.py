@@ -27,17 +27,21 @@ Here log p is the base model's own log-prob (temperature 1) of the suffix given 
 y_{<t}, and log q the proposal's log-prob of it (the base model at `proposal_temperature`, 1/γ by
 default as in the paper). Both come per token from the decode loop, so a MH step costs one proposal
 and no re-scoring: the current state's per-token numbers are kept beside its tokens. This is the
-standard MH acceptance min{1, π(y')q(y|y') / π(y)q(y'|y)} (the paper's acceptance ratio in §4) with
-π = p^γ, checked against the authors' code (aakaran/reasoning-with-sampling,
+standard MH acceptance min{1, π(y')q(y|y') / π(y)q(y'|y)} with π = p^γ, as in the paper's
+algorithm; checked against the authors' code (aakaran/reasoning-with-sampling,
 llm_experiments/power_samp_utils.py, `mcmc_power_samp`), which accepts with exactly
-γ·Δlog p − Δlog q over the resampled suffix. Two deliberate differences from that code:
+γ·Δlog p − Δlog q over the resampled suffix. Three deliberate differences from that code:
 
 - the position t is drawn uniformly from the current state's generated tokens, so when an EOS makes
   y and y' differ in length the proposal is not symmetric in t; the factor |y| / |y'| (the
   probability of picking t from y' over that of picking it from y) makes the chain exactly
   reversible for p^γ. Without EOS inside a block (|y| = |y'|) it is 1, as in the paper.
+  (tests/test_power_sampler.py checks π K = π exactly by enumeration, and that it fails without
+  the factor.)
 - the current suffix is compared in full (the authors' code compares it only up to the proposal's
   length when the proposal stops early at an EOS).
+- a proposal always runs to the block's end (or an EOS); the authors' code caps it at the current
+  length, which after an early EOS can leave a state that is neither finished nor a full block.
 
 Token cost. Every proposal token is counted, rejected ones included (`generated_tokens` per sample);
 plain sampling generates exactly `num_tokens` per sample, so sum(generated_tokens) / sum(num_tokens)
