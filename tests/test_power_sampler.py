@@ -355,3 +355,47 @@ def test_power_samples_get_their_own_artifact_and_report_their_cost(tiny, tmp_pa
     assert meta["token_cost"] == pytest.approx(df["generated_tokens"].sum() / df["num_tokens"].sum())
     assert meta["token_cost"] > 1 and 0 <= meta["acceptance_rate"] <= 1 and meta["power"] == power
     assert "token_cost" not in plain.meta
+
+
+# ---- the pipeline: a power method (no training, power-sampled evaluation) through report and sweep report
+
+
+def test_power_method_runs_through_the_pipeline_into_the_sweep_report(tiny, tmp_path):
+    import json
+
+    import pandas as pd
+    from hydra import compose, initialize_config_dir
+
+    from pipeline.__main__ import build_context, run_stages
+    from pipeline.config import register
+    from pipeline.sweep_report import report_sweep
+    from tests.test_config import CONF
+
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    register()
+    overrides = ["+experiment=smoke", "+method=power_g2", f"model.path={tmp_path / 'model'}", "dataset.eval_limit=2",
+                 "eval.samples_per_prompt=4", "eval.ks=[1,2,4]", "sampler.max_new_tokens=12", "sampler.block_size=6",
+                 "sampler.mcmc_steps=2", "sampler.num_threads=1", "stages=[report]", "logger.backend=none",
+                 f"output_dir={tmp_path / 'out'}", "progress=false"]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    job = tmp_path / "sweep" / "0"
+    run_stages(build_context(cfg, job))
+
+    summary = json.loads((job / "run_summary.json").read_text())
+    assert summary["method"] == "power γ=2" and summary["objective"] == "none"
+    assert summary["sampler"] == {"name": "power", "gamma": 2.0}
+    assert summary["budget"]["steps"] == 0 and summary["budget"]["sampling_token_cost"] > 1
+    trained, base = summary["trained"], summary["base"]
+    assert trained["token_cost"] > 1 and trained["power"]["proposal_temperature"] == 0.5
+    assert "token_cost" not in base  # the base row is plain sampling
+    samples = {json.loads(m.read_text())["label"]: json.loads(m.read_text())
+               for m in (tmp_path / "out" / "store" / "sample").glob("*/meta.json")}
+    assert set(samples) == {"sample[base]", "sample[trained]"}
+    assert "power" not in samples["sample[base]"] and samples["sample[trained]"]["power"]["gamma"] == 2.0
+
+    outputs = report_sweep(tmp_path / "sweep", wandb_mode="disabled")
+    row = pd.read_csv(outputs["table_csv"]).set_index("method").loc["power γ=2"]
+    assert (row["gamma"], row["token_cost"]) == (2.0, pytest.approx(trained["token_cost"]))
