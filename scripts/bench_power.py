@@ -10,8 +10,8 @@ and records pass@k, the tokens generated and the time:
 - `plain:T` draws `--n` samples per theorem at temperature T (`plain:1` is the base model;
   `plain:0.5` the low-temperature baseline for γ=2).
 - `power:G` draws power samples (γ=G, proposal at 1/γ, `--block-size`, `--mcmc-steps`) in rounds of
-  `--round` samples per theorem until the tokens it generated (proposals, rejected ones included)
-  reach the token budget: what `plain:1` generated for the same theorems (read from the JSON of an
+  at most `--round` samples per theorem (the last one sized to what is left) until the tokens it
+  generated (proposals, rejected ones included) are as near as it gets to the token budget: what `plain:1` generated for the same theorems (read from the JSON of an
   earlier `--budget-from` run; else --n × --max-new-tokens per theorem). So `m` power samples per
   theorem cost what `--n` plain ones did; `--max-seconds` stops it early (and says so).
 
@@ -75,11 +75,18 @@ def run_one(spec: str, model, tok, theorems, args, budget: int | None) -> dict:
         elif kind == "power":
             generated = 0
             while budget is None or generated < budget:
-                new = power_sampler.sample(model, tok, texts, n=args.round, gamma=value, block_size=args.block_size,
+                n_round = args.round
+                if records:  # size the last round to the budget left, at the cost per sample so far
+                    per_round_sample = generated / (len(records) / len(texts))
+                    n_round = max(1, min(args.round, round((budget - generated) / per_round_sample)))
+                    if (budget - generated) < 0.5 * per_round_sample:
+                        break  # nearer to the budget without another sample per theorem
+                new = power_sampler.sample(model, tok, texts, n=n_round, gamma=value, block_size=args.block_size,
                                            mcmc_steps=args.mcmc_steps, max_new_tokens=args.max_new_tokens,
                                            batch_size=args.batch_size, seed=shard_seed(args.seed, rounds))
+                done = len(records) // len(texts)
                 for r in new:
-                    r["sample_idx"] += rounds * args.round
+                    r["sample_idx"] += done
                 records += new
                 generated += sum(r["generated_tokens"] for r in new)
                 rounds += 1
