@@ -142,6 +142,14 @@ class SamplerConfig:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int = 0
+    # ---- name: power (conf/sampler/power.yaml; pipeline/power_sampler.py): the policy's evaluation
+    # samples from p^gamma by block-wise Metropolis-Hastings. Ignored by the other samplers; the
+    # base model's evaluation and the train-split samples are always drawn plainly.
+    gamma: float = 4.0  # the power (the paper's α); 1 samples from p itself
+    block_size: int = 16  # tokens added per block before its MH steps
+    mcmc_steps: int = 4  # MH steps per block
+    proposal_temperature: float = 0.0  # 0: 1/gamma, the paper's proposal
+    proposal: str = "hf"  # the engine that draws proposals (pipeline/power_sampler.py: HFProposal)
 
 
 @dataclass
@@ -215,6 +223,21 @@ class RootConfig:
     progress: bool = True
 
 
+# `train.objective` of inference-time methods (conf/train/none.yaml): the train stage is skipped and
+# the policy evaluated is the base model itself, e.g. decoded by the power sampler.
+NO_TRAINING = "none"
+
+
+def power_sampling(cfg) -> bool:
+    """Does the run evaluate its policy with the power sampler?"""
+    return cfg.sampler.name == "power"
+
+
+def plain_sampler(scfg) -> str:
+    """The plain sampler of a sampler config: itself, or the power sampler's proposal engine."""
+    return scfg.proposal if scfg.name == "power" else scfg.name
+
+
 STAGES = ("pretrain", "sample", "verify", "train", "evaluate", "bucket", "report")
 
 
@@ -261,10 +284,18 @@ def validate(cfg) -> None:
     if t.strategy == "fsdp" and t.mode == "online" and cfg.sampler.name != "vllm":
         # rank 0 samples alone while the other ranks wait; a sharded policy cannot generate on one rank
         raise ValueError("train.strategy=fsdp with train.mode=online needs sampler=vllm")
-    if cfg.sampler.name not in ("hf", "vllm"):
-        raise ValueError(f"sampler.name={cfg.sampler.name!r}: expected 'hf' or 'vllm'")
+    if cfg.sampler.name not in ("hf", "vllm", "power"):
+        raise ValueError(f"sampler.name={cfg.sampler.name!r}: expected 'hf', 'vllm' or 'power'")
     if not 0.0 < cfg.sampler.gpu_memory_utilization <= 1.0:
         raise ValueError(f"sampler.gpu_memory_utilization={cfg.sampler.gpu_memory_utilization} is outside (0, 1]")
+    scfg = cfg.sampler
+    if scfg.name == "power":
+        if scfg.gamma <= 0 or scfg.block_size < 1 or scfg.mcmc_steps < 0 or scfg.proposal_temperature < 0:
+            raise ValueError(f"sampler: power sampling needs gamma > 0 (got {scfg.gamma}), block_size >= 1 "
+                             f"({scfg.block_size}), mcmc_steps >= 0 ({scfg.mcmc_steps}) and "
+                             f"proposal_temperature >= 0 ({scfg.proposal_temperature})")
+        if scfg.proposal == "power":
+            raise ValueError("sampler.proposal must be a plain sampler (e.g. hf), not 'power'")
     if cfg.logger.backend not in ("wandb", "none"):
         raise ValueError(f"logger.backend={cfg.logger.backend!r}: expected 'wandb' or 'none'")
 
@@ -272,6 +303,8 @@ def validate(cfg) -> None:
 def method_label(cfg) -> str:
     if cfg.method:
         return cfg.method
+    if cfg.train.objective == NO_TRAINING:
+        return f"power γ={cfg.sampler.gamma:g}" if cfg.sampler.name == "power" else "base model (no training)"
     if cfg.train.objective == "alpha_dpg":
         return f"α-DPG α={cfg.train.alpha:g}"
     return cfg.train.objective

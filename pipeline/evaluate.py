@@ -2,6 +2,9 @@
 
 The base model and the trained policy are evaluated the same way. The base evaluation's key does
 not depend on the objective, so every run of a sweep shares one base evaluation through the store.
+With `sampler=power` the policy (for `train=none`, the base model itself) is evaluated on power
+samples instead (pipeline/power_sampler.py); the base evaluation stays plain, and the policy's
+summary adds the sampling cost (`token_cost`: proposal tokens per kept token, plain sampling 1).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from pipeline.config import power_sampling
 from pipeline.context import Context
 from pipeline.data import load_theorems
 from pipeline.metrics import pass_at_k
@@ -19,8 +23,9 @@ from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 VERSION = 1
 
 
-def evaluate_model(ctx: Context, model: Artifact, label: str) -> Artifact:
-    from pipeline.sample import generate_samples
+def evaluate_model(ctx: Context, model: Artifact, label: str, power: bool = False) -> Artifact:
+    """pass@k of `model` on the eval theorems; `power`: on power samples (sampler.* settings)."""
+    from pipeline.sample import generate_samples, power_settings
     from pipeline.verify import verify_samples
 
     cfg, ecfg = ctx.cfg, ctx.cfg.eval
@@ -28,7 +33,8 @@ def evaluate_model(ctx: Context, model: Artifact, label: str) -> Artifact:
     samples = generate_samples(
         ctx, model, theorems, split="eval", n=ecfg.samples_per_prompt, temperature=ecfg.temperature,
         top_p=ecfg.top_p, max_new_tokens=cfg.sampler.max_new_tokens, seed=cfg.sampler.seed,
-        batch_size=cfg.sampler.batch_size, prompts_per_shard=cfg.sampler.prompts_per_shard, label=f"sample[{label}]")
+        batch_size=cfg.sampler.batch_size, prompts_per_shard=cfg.sampler.prompts_per_shard, label=f"sample[{label}]",
+        power=power_settings(cfg.sampler) if power else None)
     verdicts = verify_samples(ctx, samples, label=f"verify[{label}]")
     ks = sorted({int(k) for k in ecfg.ks})
     art = ctx.store.artifact("evaluate", {"ks": ks}, inputs={"verdicts": verdicts}, version=VERSION)
@@ -40,6 +46,9 @@ def evaluate_model(ctx: Context, model: Artifact, label: str) -> Artifact:
         table = pass_at_k_table(counts, ks)
         summary = {f"pass@{k}": float(table[f"pass@{k}"].mean()) for k in ks}
         summary.update(theorems=len(table), samples_per_theorem=int(table["n"].max()))
+        if "token_cost" in samples.meta:  # power samples: what they cost beyond plain sampling
+            summary.update({k: samples.meta[k] for k in ("token_cost", "mean_generated_tokens", "acceptance_rate")},
+                           mean_tokens=samples.meta["mean_tokens"], power=samples.meta["power"])
         art.work.mkdir(parents=True, exist_ok=True)
         write_parquet(art.work / "per_theorem.parquet", table)
         write_json(art.work / "summary.json", summary)
@@ -78,4 +87,4 @@ def run(ctx: Context) -> Artifact:
     from pipeline import train
 
     ctx.stage("evaluate_base", run_base)
-    return evaluate_model(ctx, ctx.stage("train", train.run), "trained")
+    return evaluate_model(ctx, ctx.stage("train", train.run), "trained", power=power_sampling(ctx.cfg))

@@ -12,6 +12,8 @@ empty when none could be extracted, which the verify stage marks `invalid`), log
 model at temperature 1), sample_logp (under the distribution sampled from), num_tokens (EOS
 included when finished), finished (ended with EOS within max_new_tokens), token_ids (the generated
 ids, EOS included, for exact teacher-forced rescoring without re-tokenising the text).
+Power samples (`power=...`, pipeline/power_sampler.py) add generated_tokens (proposal tokens spent on
+the sample, rejected ones included), mh_proposals and mh_accepted, and their meta the `token_cost`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ from pipeline.store import Artifact, Shards, stable_hash, write_parquet
 VERSION = 1
 COLUMNS = ["theorem_id", "statement", "sample_idx", "completion", "proof", "logp", "sample_logp",
            "num_tokens", "finished", "token_ids"]
+POWER_COLUMNS = ["generated_tokens", "mh_proposals", "mh_accepted"]
+
+
+def power_settings(scfg) -> dict:
+    """What the power sampler's samples depend on beyond the plain settings (part of their key)."""
+    from pipeline.power_sampler import resolve_proposal_temperature
+
+    return {"gamma": float(scfg.gamma), "block_size": int(scfg.block_size), "mcmc_steps": int(scfg.mcmc_steps),
+            "proposal_temperature": resolve_proposal_temperature(scfg.gamma, scfg.proposal_temperature)}
 
 
 def shard_seed(seed: int, shard: int) -> int:
@@ -39,11 +50,16 @@ def shard_seed(seed: int, shard: int) -> int:
 
 def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, *, split: str, n: int,
                      temperature: float, top_p: float, max_new_tokens: int, seed: int, batch_size: int,
-                     prompts_per_shard: int, label: str = "sample") -> Artifact:
+                     prompts_per_shard: int, label: str = "sample", power: dict | None = None) -> Artifact:
+    """`power`: None for plain samples from the sampler (the power sampler's proposal engine when
+    sampler.name is power), else `power_settings(...)` for power samples (then `temperature` is
+    unused: the proposal's temperature is in the settings)."""
+    from pipeline.config import plain_sampler
+
     cfg = ctx.cfg
     ds = cfg.dataset
     key_cfg = {
-        "sampler": cfg.sampler.name, "split": split,
+        "sampler": plain_sampler(cfg.sampler), "split": split,
         "theorems": stable_hash([[str(i), str(s)] for i, s in zip(theorems["id"], theorems["statement"])]),
         "num_theorems": len(theorems),
         "prompt_template": ds.prompt_template, "proof_prefix": ds.proof_prefix,
@@ -52,6 +68,8 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
         "max_new_tokens": int(max_new_tokens), "seed": int(seed), "batch_size": int(batch_size),
         "prompts_per_shard": int(prompts_per_shard), "dtype": cfg.model.dtype,
     }
+    if power is not None:  # plain samples keep the key they always had
+        key_cfg["power"] = dict(power)
     art = ctx.store.artifact("sample", key_cfg, inputs={"model": model_art}, version=VERSION)
     if art.done:
         ctx.announce(label, art, reused=True, detail=_detail(art.meta))
@@ -62,14 +80,14 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
             return art
         meta = _build(ctx, art, model_art, theorems, n=n, temperature=temperature, top_p=top_p,
                       max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
-                      prompts_per_shard=prompts_per_shard, label=label)
+                      prompts_per_shard=prompts_per_shard, label=label, power=power)
         ctx.store.commit(art, {**meta, "label": label, "model": str(model_art), **key_cfg})
     ctx.announce(label, art, reused=False, detail=_detail(art.meta))
     return art
 
 
 def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_tokens, seed, batch_size,
-           prompts_per_shard, label) -> dict:
+           prompts_per_shard, label, power=None) -> dict:
     from pipeline.model import model_dir, set_progress
 
     cfg = ctx.cfg
@@ -86,9 +104,9 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
     todo = [i for i in range(count) if not shards.done(i)]
     if len(todo) < count:
         print(f"[{label}] resuming: {count - len(todo)}/{count} shards already written", flush=True)
-    seconds, tokens, drawn = 0.0, 0, 0
+    seconds, tokens, drawn, spent = 0.0, 0, 0, 0
     if todo:
-        draw, close = open_sampler(cfg, model_dir(model_art))
+        draw, close = open_sampler(cfg, model_dir(model_art), power)
         bar = None
         if cfg.progress:
             from tqdm.auto import tqdm
@@ -106,6 +124,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
                 shards.write(i, df)
                 seconds += dt
                 tokens += int(df["num_tokens"].sum())
+                spent += int(df["generated_tokens"].sum()) if "generated_tokens" in df else int(df["num_tokens"].sum())
                 drawn += len(df)
                 ctx.log.log({"shard": i, "samples_per_s": len(df) / max(dt, 1e-9),
                              "tokens_per_s": int(df["num_tokens"].sum()) / max(dt, 1e-9),
@@ -118,17 +137,49 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
     table = shards.concat(count)
     write_parquet(art.work / "samples.parquet", table)
     shards.remove()
-    return {
+    meta = {
         "samples": len(table), "theorems": int(len(theorems)), "finished": float(table["finished"].mean()),
         "mean_tokens": float(table["num_tokens"].mean()), "seconds": seconds,
         "samples_per_s": drawn / seconds if seconds else None,
         "tokens_per_s": tokens / seconds if seconds else None,
     }
+    if power is not None:  # from the whole table, so a resumed run reports the same numbers
+        meta.update(sampling_cost(table))
+    return meta
 
 
-def open_sampler(cfg, model_path: str):
-    """(draw, close) for `cfg.sampler.name`: draw(prompts, n=..., ...) returns the sampler records."""
-    name = cfg.sampler.name
+def sampling_cost(table: pd.DataFrame) -> dict:
+    """Token cost of power samples: proposal tokens generated per kept token, and the MH acceptance rate."""
+    kept = int(table["num_tokens"].sum())
+    generated = int(table["generated_tokens"].sum())
+    proposals = int(table["mh_proposals"].sum())
+    return {"generated_tokens": generated, "kept_tokens": kept,
+            "mean_generated_tokens": generated / max(1, len(table)),
+            "token_cost": generated / kept if kept else None,
+            "acceptance_rate": int(table["mh_accepted"].sum()) / proposals if proposals else None}
+
+
+def open_sampler(cfg, model_path: str, power: dict | None = None):
+    """(draw, close) for `cfg.sampler.name`: draw(prompts, n=..., ...) returns the sampler records.
+
+    `power` (the power sampler's settings, see `power_settings`) draws from p^gamma instead, with the
+    hf engine as its proposal; the plain `temperature` is then unused (the proposal's is in `power`)."""
+    if power is not None:
+        if cfg.sampler.proposal != "hf":
+            raise ValueError(f"sampler.proposal={cfg.sampler.proposal!r}: only the hf engine is wired to "
+                             "the power sampler (see pipeline/power_sampler.py for plugging in another)")
+        from pipeline.model import load
+        from pipeline.power_sampler import sample as power_sample
+
+        model, tokenizer = load(model_path, cfg.model.device, cfg.model.dtype)
+
+        def draw(texts, *, temperature, **kw):  # noqa: ARG001 - see the docstring
+            return power_sample(model, tokenizer, texts, **power, **kw)
+
+        return draw, lambda: None
+    from pipeline.config import plain_sampler
+
+    name = plain_sampler(cfg.sampler)  # sampler=power draws its plain samples with its proposal engine
     if name == "vllm":
         from pipeline.sampler_vllm import VLLMSampler
 
@@ -155,7 +206,7 @@ def _frame(records: list[dict], theorems: pd.DataFrame, texts: list[str], cfg) -
     df["sample_idx"] = df["sample_idx"].astype("int64")
     df["num_tokens"] = df["num_tokens"].astype("int64")
     df["finished"] = df["finished"].astype(bool)
-    return df[COLUMNS]
+    return df[COLUMNS + [c for c in POWER_COLUMNS if c in df.columns]]
 
 
 def _detail(meta: dict) -> str:

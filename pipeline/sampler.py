@@ -197,8 +197,14 @@ def _cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max_new_tokens, generator):
-    """Decode one batch by hand: shared prefill per distinct prompt, finished rows dropped each step."""
+def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max_new_tokens, generator,
+                 limits=None, per_token=False):
+    """Decode one batch by hand: shared prefill per distinct prompt, finished rows dropped each step.
+
+    Returns one (token ids, logp, sample_logp, finished) per row of `chunk`. Two options serve the
+    power sampler (pipeline/power_sampler.py): `limits` gives each row its own budget of new tokens
+    (at most `max_new_tokens`; a row stops at its limit without EOS, unfinished), and `per_token`
+    returns logp and sample_logp as per-token lists instead of sums."""
     device = next(model.parameters()).device
     pad = _pad_id(model, tokenizer)
     eos = torch.tensor(eos_ids(model, tokenizer), device=device)
@@ -224,6 +230,12 @@ def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max
     slp_sum = torch.zeros(b, dtype=torch.float64, device=device)
     length = torch.zeros(b, dtype=torch.long, device=device)
     finished = torch.zeros(b, dtype=torch.bool, device=device)
+    if per_token:  # per-token log-probs kept beside the sums
+        lp_tok = torch.zeros((b, max_new_tokens), dtype=torch.float64, device=device)
+        slp_tok = torch.zeros((b, max_new_tokens), dtype=torch.float64, device=device)
+    limit = None
+    if limits is not None:
+        limit = torch.as_tensor(list(limits), dtype=torch.long, device=device).clamp(1, max_new_tokens)
     rows = torch.arange(b, device=device)  # the batch row of each row still in the cache
     live = torch.ones(b, dtype=torch.bool, device=device)  # rows in the cache that are still decoding
     for step in range(max_new_tokens):
@@ -237,12 +249,18 @@ def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max
             slp = sample_lp.gather(-1, tok[:, None]).squeeze(-1)
         r = rows[live]
         tokens[r, step] = tok[live]
-        lp_sum[r] += raw.gather(-1, tok[:, None]).squeeze(-1)[live].double()
+        lp = raw.gather(-1, tok[:, None]).squeeze(-1)[live].double()
+        lp_sum[r] += lp
         slp_sum[r] += slp[live].double()
+        if per_token:
+            lp_tok[r, step] = lp
+            slp_tok[r, step] = slp[live].double()
         length[r] += 1
         done = torch.isin(tok, eos) & live
         finished[rows[done]] = True
         live &= ~done
+        if limit is not None:  # rows that used up their own budget stop, unfinished
+            live &= length[rows] < limit[rows]
         n_live = int(live.sum())
         if step == max_new_tokens - 1 or n_live == 0:
             break
@@ -260,6 +278,10 @@ def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max
         next_pos = next_pos + 1
 
     tokens, length, lp_sum, slp_sum, finished = (x.cpu() for x in (tokens, length, lp_sum, slp_sum, finished))
+    if per_token:
+        lp_tok, slp_tok = lp_tok.cpu(), slp_tok.cpu()
+        return [(tokens[i, :length[i]].tolist(), lp_tok[i, :length[i]].tolist(), slp_tok[i, :length[i]].tolist(),
+                 bool(finished[i])) for i in range(b)]
     return [(tokens[i, :length[i]].tolist(), float(lp_sum[i]), float(slp_sum[i]), bool(finished[i]))
             for i in range(b)]
 

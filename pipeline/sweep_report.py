@@ -6,6 +6,10 @@ the diversity of each run's accepted proofs, and writes into `<sweep_dir>/report
 `table.csv`, `table.md`, `pareto.png`, `passk.png`, `transitions.png`, `diversity.csv`,
 `diversity_per_theorem.csv`, `diversity_correlations.csv` and a `README.md` saying what each is.
 
+Power-sampling runs (`+method=power_g2` …: no training, the base model evaluated on samples from p^γ,
+pipeline/power_sampler.py) are their own points, one per γ, labelled with their extra sampling cost
+("power γ=2 (×5.1 tokens)": proposal tokens generated per token of the kept samples).
+
 Runs alone over any finished or partly finished sweep folder:
 
     python -m pipeline.sweep_report SWEEP_DIR [--wandb-mode offline|online|disabled]
@@ -40,6 +44,8 @@ VERDICT_COLUMNS = ["theorem_id", "statement", "proof", "verdict"]
 NOT_JOBS = {REPORT_DIR, "shared", "wandb", ".hydra", "__pycache__"}  # "shared": callbacks.SHARED_DIR
 BASELINE_MARKERS = ["s", "D", "^", "v", "P", "X", "p", "h", "<", ">", "8", "d"]
 # Baseline colours: tab10 without red (the frontier), grey (the α line) and the viridis-like ones.
+POWER_COLOUR = "teal"  # the power-sampling points and their γ line
+POWER_MARKER = "H"  # a hexagon: no baseline marker (BASELINE_MARKERS) uses it
 BASELINE_COLOURS = ["tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
                     "tab:cyan", "tab:blue", "gold", "navy"]
 
@@ -54,6 +60,12 @@ class Run:
     @property
     def is_alpha_dpg(self) -> bool:
         return self.summary.get("objective") == "alpha_dpg" and self.summary.get("alpha") is not None
+
+    @property
+    def gamma(self) -> float | None:
+        """γ of a power-sampling run (its evaluation sampled p^γ), else None."""
+        sampler = self.summary.get("sampler") or {}
+        return float(sampler["gamma"]) if sampler.get("name") == "power" and "gamma" in sampler else None
 
 
 def warn(message: str) -> None:
@@ -94,9 +106,11 @@ def gather_runs(sweep_dir: Path) -> tuple[list[Run], list[str]]:
 
 
 def order_runs(runs: list[Run]) -> list[Run]:
-    """α-DPG runs by α first, then the baselines in job order; method names made unique."""
+    """α-DPG runs by α first, then power sampling by γ, then the baselines in job order; method
+    names made unique."""
     alpha = sorted((r for r in runs if r.is_alpha_dpg), key=lambda r: float(r.summary["alpha"]))
-    ordered = alpha + [r for r in runs if not r.is_alpha_dpg]
+    power = sorted((r for r in runs if r.gamma is not None and not r.is_alpha_dpg), key=lambda r: r.gamma)
+    ordered = alpha + power + [r for r in runs if not r.is_alpha_dpg and r.gamma is None]
     names = [str(r.summary.get("method") or r.summary.get("objective") or f"job {r.job}") for r in ordered]
     for run, name in zip(ordered, names):
         run.method = name if names.count(name) == 1 else f"{name} (job {run.job})"
@@ -166,6 +180,7 @@ def _pass_columns(ks: list[int]) -> list[str]:
 def base_row(base: dict, base_counts: dict, ks: list[int], div: dict) -> dict:
     row = {"job": "", "method": BASE_METHOD, "objective": "base", "alpha": np.nan, "mode": ""}
     row.update({c: base.get(c, np.nan) for c in _pass_columns(ks)})
+    row.update({"gamma": np.nan, "token_cost": np.nan})
     row.update({b: base_counts.get(b, np.nan) for b in BUCKETS})
     row.update({"hard_to_unsolvable": np.nan, "medium_to_easy": np.nan, "lost": np.nan, "gained": np.nan})
     return {**row, **_diversity_columns(div)}
@@ -184,6 +199,10 @@ def run_row(run: Run, ks: list[int], div: dict) -> dict:
     row = {"job": run.job, "method": run.method, "objective": s.get("objective", ""),
            "alpha": float(s["alpha"]) if run.is_alpha_dpg else np.nan, "mode": s.get("mode", "")}
     row.update({c: s["trained"].get(c, np.nan) for c in _pass_columns(ks)})
+    # power sampling: γ and the tokens its evaluation generated per kept token (plain sampling: 1)
+    cost = s["trained"].get("token_cost")
+    row.update({"gamma": run.gamma if run.gamma is not None else np.nan,
+                "token_cost": float(cost) if cost is not None else np.nan})
     row.update({b: (buckets.get("trained_counts") or {}).get(b, np.nan) for b in BUCKETS})
     row.update({"hard_to_unsolvable": moved("hard", "unsolvable"), "medium_to_easy": moved("medium", "easy"),
                 "lost": len(buckets["lost"]) if "lost" in buckets else np.nan,
@@ -209,7 +228,7 @@ def _fmt(value, column: str) -> str:
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             return ""
-        if column == "alpha" or float(value).is_integer():
+        if column in ("alpha", "gamma") or float(value).is_integer():
             return f"{value:g}"
         return f"{value:.3f}"
     return str(value)
@@ -227,7 +246,8 @@ def write_markdown(table: pd.DataFrame, ks: list[int], path: Path, title: str, s
     key = ["method", "alpha"]
     budget = [c for c in table.columns if c.startswith("budget_")]
     sections = [
-        ("Precision and coverage (mean unbiased pass@k over theorems)", key + [f"pass@{k}" for k in ks]),
+        ("Precision and coverage (mean unbiased pass@k over theorems); token_cost: sampling tokens per "
+         "kept token of power sampling (plain sampling: 1)", key + [f"pass@{k}" for k in ks] + ["gamma", "token_cost"]),
         ("Difficulty buckets after training (base row: before) and movements",
          key + list(BUCKETS) + ["hard_to_unsolvable", "medium_to_easy", "lost", "gained"]),
         ("Diversity of accepted proofs (mean per theorem; unsolved theorems count as 0)",
@@ -295,9 +315,22 @@ def _alpha_style(alphas: list[float]):
 
 
 def _short_label(row) -> str:
-    """α-DPG points are labelled by their α (the legend and colourbar name the method)."""
-    return f"α={row['alpha']:g}" if row["objective"] == "alpha_dpg" and not math.isnan(row["alpha"]) \
-        else str(row["method"])
+    """α-DPG points are labelled by their α (the legend and colourbar name the method), power-sampling
+    points by γ and their extra sampling cost."""
+    if row["objective"] == "alpha_dpg" and not math.isnan(row["alpha"]):
+        return f"α={row['alpha']:g}"
+    if _is_power(row):
+        return power_label(row["gamma"], row["token_cost"])
+    return str(row["method"])
+
+
+def _is_power(row) -> bool:
+    return "gamma" in row and not pd.isna(row["gamma"])
+
+
+def power_label(gamma: float, token_cost: float) -> str:
+    cost = "" if pd.isna(token_cost) else f" (×{token_cost:.1f} tokens)"
+    return f"power γ={gamma:g}{cost}"
 
 
 def _line_samples(ax, spacing_px: float = 4.0) -> np.ndarray:
@@ -388,7 +421,11 @@ def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitl
                             s=70, edgecolors="black", lw=0.6, zorder=4)
         fig.colorbar(points, ax=ax, pad=0.02, fraction=0.04).set_label("α of α-DPG (0: forward KL … 1: reverse KL)")
 
-    others = data[(data["objective"] != "alpha_dpg") & (data["method"] != BASE_METHOD)]
+    power_rows = data[data["gamma"].notna() & (data["objective"] != "alpha_dpg")].sort_values("gamma")
+    if len(power_rows):
+        ax.plot(power_rows[xcol], power_rows[ycol], color=POWER_COLOUR, lw=1.2, ls=":", marker=POWER_MARKER, ms=9,
+                mec="black", mew=0.6, zorder=4, label="power sampling p^γ, untrained (×: token cost)")
+    others = data[(data["objective"] != "alpha_dpg") & (data["method"] != BASE_METHOD) & data["gamma"].isna()]
     for n, (_, row) in enumerate(others.iterrows()):
         ax.scatter(row[xcol], row[ycol], marker=BASELINE_MARKERS[n % len(BASELINE_MARKERS)], s=70,
                    color=BASELINE_COLOURS[n % len(BASELINE_COLOURS)], edgecolors="black", lw=0.6, zorder=4,
@@ -415,9 +452,14 @@ def _line_styles(table: pd.DataFrame) -> list[dict]:
     alphas = table.loc[table["objective"] == "alpha_dpg", "alpha"].dropna().tolist()
     cmap, norm = _alpha_style(alphas or [0.0])
     styles, n = [], 0
+    gammas = sorted(table["gamma"].dropna().unique()) if "gamma" in table else []
     for _, row in table.iterrows():
         if row["method"] == BASE_METHOD:
             styles.append(dict(color="black", ls="--", lw=2.2, marker="*", ms=8))
+        elif _is_power(row) and row["objective"] != "alpha_dpg":
+            # one colour, lighter for small γ, dotted: tells power sampling apart from trained methods
+            shade = 0.45 + 0.55 * (gammas.index(row["gamma"]) + 1) / len(gammas)
+            styles.append(dict(color=POWER_COLOUR, alpha=shade, ls=":", lw=1.8, marker=POWER_MARKER, ms=6))
         elif row["objective"] == "alpha_dpg" and not math.isnan(row["alpha"]):
             styles.append(dict(color=cmap(norm(row["alpha"])), lw=1.6, marker="o", ms=4))
         else:
@@ -430,7 +472,8 @@ def _line_styles(table: pd.DataFrame) -> list[dict]:
 def plot_passk(table: pd.DataFrame, ks: list[int], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for (_, row), style in zip(table.iterrows(), _line_styles(table)):
-        ax.plot(ks, [row[f"pass@{k}"] for k in ks], label=row["method"], **style)
+        label = power_label(row["gamma"], row["token_cost"]) if _is_power(row) else row["method"]
+        ax.plot(ks, [row[f"pass@{k}"] for k in ks], label=label, **style)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k (samples per theorem, log scale)")
@@ -522,9 +565,9 @@ the multirun). Runs: {runs}; every value below comes from the jobs' `run_summary
 
 | file | what it is |
 |---|---|
-| `table.csv` | one row per method plus the base model: objective, α, pass@1, pass@{max_k}, every pass@k, bucket counts after training (base row: before), `hard_to_unsolvable` and `medium_to_easy` theorem counts, `lost` (solved by the base, never by the run) and `gained`, diversity averages, budget |
+| `table.csv` | one row per method plus the base model: objective, α, pass@1, pass@{max_k}, every pass@k, γ and `token_cost` of power-sampling runs (sampling tokens per kept token; plain sampling 1), bucket counts after training (base row: before), `hard_to_unsolvable` and `medium_to_easy` theorem counts, `lost` (solved by the base, never by the run) and `gained`, diversity averages, budget |
 | `table.md` | the same, as four narrow markdown tables |
-| `pareto.png` | pass@1 (precision) against pass@{max_k} (coverage); α-DPG points joined in α order and coloured by α, baselines with their own markers, the base model as a black star, the Pareto frontier as a dashed step line |
+| `pareto.png` | pass@1 (precision) against pass@{max_k} (coverage); α-DPG points joined in α order and coloured by α, power-sampling points (teal hexagons, labelled with γ and their token cost) joined in γ order, baselines with their own markers, the base model as a black star, the Pareto frontier as a dashed step line |
 | `passk.png` | pass@k against k (log scale), one line per run and the base |
 | `transitions.png` | per run, the 4×4 matrix of theorem counts: base bucket (rows) → bucket after training (columns) |
 | `diversity.csv` | per run and base: averages over all theorems (unsolved count as 0) and over solved theorems only (`*_solved`) of distinct proofs (up to whitespace and hypothesis names), distinct tactic sequences, tactic entropy (bits), distinct premises |

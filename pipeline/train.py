@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from pipeline import distributed
-from pipeline.config import to_container
+from pipeline.config import NO_TRAINING, plain_sampler, to_container
 from pipeline.context import Context
 from pipeline.data import load_theorems
 from pipeline.prompts import build_prompts, proofs_for
@@ -39,6 +39,9 @@ def run(ctx: Context) -> Artifact:
     from pipeline import pretrain, verify
 
     base = ctx.stage("pretrain", pretrain.run)
+    if ctx.cfg.train.objective == NO_TRAINING:  # an inference-time method: the policy is the base model
+        ctx.announce("train", base, reused=True, detail="train.objective=none: no training, the base model")
+        return base
     base_samples = ctx.stage("verify", verify.run)
     cfg = ctx.cfg
     key_cfg = {"train": to_container(cfg.train), "dataset": [cfg.dataset.train_path, cfg.dataset.train_limit,
@@ -159,7 +162,7 @@ class Trainer:
         # Under torchrun rank 0 alone draws and verifies the round's samples (one sampler, one
         # verifier); every rank then scores them in lockstep (the models are sharded).
         unscored = self.work / f"round-{rnd:04d}.unscored.parquet"
-        if self.tcfg.mode == "online" and self.cfg.sampler.name == "vllm":
+        if self.tcfg.mode == "online" and plain_sampler(self.cfg.sampler) == "vllm":
             self._save_policy_for_sampler()  # gathers the sharded weights: every rank takes part
         if self.dist.main:
             if self.tcfg.mode == "offline":
@@ -225,7 +228,7 @@ class Trainer:
     def _draw(self):
         """The sampling function for this round: `hf` samples from the policy in memory; `vllm` keeps
         one engine across rounds and loads the policy's current weights into it (sampler_vllm.py)."""
-        if self.cfg.sampler.name != "vllm":
+        if plain_sampler(self.cfg.sampler) != "vllm":
             from functools import partial
 
             from pipeline.sampler import sample

@@ -99,7 +99,7 @@ def test_every_model_dataset_and_sampler_config_composes(group, name):
     lean_model = group == "model" and name != "tiny_prop"
     cfg = _compose([f"{group}={name}"] + (["dataset=minif2f_test"] if lean_model else []))
     validate(cfg)
-    assert cfg[group].name == name if group != "sampler" else cfg.sampler.name in ("hf", "vllm")
+    assert cfg[group].name == name if group != "sampler" else cfg.sampler.name in ("hf", "vllm", "power")
 
 
 def test_prompt_style_is_validated():
@@ -120,3 +120,32 @@ def test_fsdp_options_are_validated():
         validate(_compose(["train.precision=bf16"]))
     with pytest.raises(ValueError, match="needs sampler=vllm"):
         validate(_compose(["train.strategy=fsdp", "train.mode=online"]))
+
+
+METHODS = sorted(p.stem for p in (Path(CONF) / "method").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_composes_in_the_sweep(method):
+    validate(_compose(["+experiment=alpha_sweep", f"+method={method}"]))
+
+
+def test_power_method_is_an_untrained_run_with_the_power_sampler():
+    from pipeline.config import NO_TRAINING, method_label, plain_sampler, power_sampling
+
+    cfg = _compose(["+experiment=alpha_sweep", "+method=power_g2"])
+    assert cfg.train.objective == NO_TRAINING and power_sampling(cfg)
+    assert (cfg.sampler.gamma, cfg.sampler.proposal) == (2.0, "hf")
+    assert cfg.sampler.samples_per_prompt == 8  # the experiment's settings still apply on top
+    assert method_label(cfg) == "power γ=2" and plain_sampler(cfg.sampler) == "hf"
+    plain = _compose([])
+    assert not power_sampling(plain) and plain_sampler(plain.sampler) == "hf"
+    assert plain.sampler.gamma == 4.0  # the power fields exist, unused, in every sampler config
+
+
+@pytest.mark.parametrize("override", ["sampler.gamma=0", "sampler.block_size=0", "sampler.mcmc_steps=-1",
+                                      "sampler.proposal_temperature=-1", "sampler.proposal=power"])
+def test_power_settings_are_checked(override):
+    cfg = _compose(["sampler=power", override])
+    with pytest.raises(ValueError, match="sampler"):
+        validate(cfg)

@@ -186,3 +186,46 @@ def test_callback_prints_a_failing_report_without_raising(tmp_path, capsys):
     SweepReport().on_multirun_end(_hydra_like_config(tmp_path))
     err = capsys.readouterr().err
     assert "sweep report FAILED" in err and f"python -m pipeline.sweep_report {tmp_path}" in err
+
+
+# ---- power sampling: untrained runs whose evaluation sampled p^γ, one point per γ with its token cost
+
+POWER_RUNS = {"6": (4.0, 0.52, 0.66, 7.25), "7": (2.0, 0.41, 0.71, 4.5)}  # job -> (γ, pass@1, pass@4, token cost)
+
+
+def add_power_jobs(sweep: Path) -> None:
+    """Power-sampling jobs as report.run_summary writes them: objective none, sampler power with γ,
+    the token cost in the evaluation summary and the budget."""
+    template = json.loads((sweep / "0" / "run_summary.json").read_text())
+    for job, (gamma, p1, p4, cost) in POWER_RUNS.items():
+        folder = sweep / job
+        folder.mkdir()
+        summary = {**template, "method": f"power γ={gamma:g}", "objective": "none", "alpha": None, "mode": "",
+                   "sampler": {"name": "power", "gamma": gamma},
+                   "budget": {"rounds": 0, "steps": 0, "train_samples": 0, "sampling_token_cost": cost},
+                   "trained": {**_passk(p1, p4), "theorems": 4, "samples_per_theorem": 4, "token_cost": cost,
+                               "mean_tokens": 40.0, "mean_generated_tokens": 40.0 * cost, "acceptance_rate": 0.3}}
+        (folder / "run_summary.json").write_text(json.dumps(summary, ensure_ascii=False))
+
+
+def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeypatch):
+    sweep = make_sweep(tmp_path)
+    add_power_jobs(sweep)
+    labels = []
+    real_place = sweep_report._place_labels
+    monkeypatch.setattr(sweep_report, "_place_labels",
+                        lambda ax, xs, ys, texts, **kw: labels.extend(texts) or real_place(ax, xs, ys, texts, **kw))
+    outputs = report_sweep(sweep, wandb_mode="disabled")
+    table = pd.read_csv(outputs["table_csv"])
+    # after the α-DPG runs, in γ order, before the other baselines
+    assert table["method"].tolist() == ["base model", "α-DPG α=0.1", "α-DPG α=0.5", "α-DPG α=0.9",
+                                        "power γ=2", "power γ=4", "GRPO (KL)", "RS-FT"]
+    rows = table.set_index("method")
+    assert (rows.loc["power γ=2", "gamma"], rows.loc["power γ=2", "token_cost"]) == (2.0, 4.5)
+    assert (rows.loc["power γ=4", "pass@1"], rows.loc["power γ=4", "budget_sampling_token_cost"]) == (0.52, 7.25)
+    assert rows[["gamma", "token_cost"]].drop(["power γ=2", "power γ=4"]).isna().all().all()
+    assert "power γ=2 (×4.5 tokens)" in labels and "power γ=4 (×7.2 tokens)" in labels
+    assert "α=0.5" in labels and "RS-FT" in labels
+    md = outputs["table_md"].read_text()
+    assert "| power γ=4 |  | 0.520 | 0.590 | 0.660 | 4 | 7.250 |" in md
+    assert outputs["pareto_png"].read_bytes()[:4] == b"\x89PNG"
