@@ -334,8 +334,8 @@ def test_power_samples_get_their_own_artifact_and_report_their_cost(tiny, tmp_pa
     model.save_pretrained(model_art.work / "model")
     tok.save_pretrained(model_art.work / "model")
     store.commit(model_art, {})
-    cfg = OmegaConf.create({"model": {"name": "tiny", "dtype": "float32", "device": "cpu"},
-                            "dataset": {"prompt_template": "{statement} := by", "proof_prefix": "by"},
+    cfg = OmegaConf.create({"model": {"name": "tiny", "dtype": "float32", "device": "cpu", "prompt_style": "prop"},
+                            "dataset": {"prompt_template": "{statement} := by", "proof_prefix": "by", "header": ""},
                             "sampler": {"name": "power", "proposal": "hf", "gamma": 2.0, "block_size": 8,
                                         "mcmc_steps": 2, "proposal_temperature": 0.0, "num_threads": 1},
                             "progress": False})
