@@ -212,6 +212,36 @@ def run_row(run: Run, ks: list[int], div: dict) -> dict:
     return row
 
 
+def standard_errors(path: Path | None, columns: list[str]) -> dict:
+    """`{col}_se`: the standard error over theorems of each mean pass@k, from an evaluation's
+    per_theorem.parquet (NaN when it cannot be read). With tens of theorems one theorem moves pass@256
+    by several points; the error bars keep a reader from taking that for an effect."""
+    table = None
+    if path is not None and path.exists():
+        try:
+            table = pd.read_parquet(path)
+        except (OSError, ValueError) as e:
+            warn(f"unreadable per-theorem table {path} ({e}); no error bars for it")
+    out = {}
+    for col in columns:
+        if table is None or col not in table or len(table) < 2:
+            out[f"{col}_se"] = np.nan
+        else:
+            values = table[col].to_numpy(float)
+            out[f"{col}_se"] = float(values.std(ddof=1) / math.sqrt(len(values)))
+    return out
+
+
+def add_standard_errors(table: pd.DataFrame, runs: list[Run], columns: list[str]) -> pd.DataFrame:
+    """The `_se` columns for the base row (the shared base evaluation) and every run."""
+    first = runs[0]
+    base_path = resolve_path(first.summary.get("paths", {}).get("base_per_theorem"), first.folder)
+    rows = [standard_errors(base_path, columns)]
+    rows += [standard_errors(resolve_path(r.summary.get("paths", {}).get("trained_per_theorem"), r.folder), columns)
+             for r in runs]
+    return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+
+
 def _diversity_columns(div: dict) -> dict:
     return {m: div.get(m, np.nan) for m in diversity.METRICS}
 
@@ -245,9 +275,13 @@ def write_markdown(table: pd.DataFrame, ks: list[int], path: Path, title: str, s
     """Four narrow tables keyed by method rather than one 35-column table nobody can read."""
     key = ["method", "alpha"]
     budget = [c for c in table.columns if c.startswith("budget_")]
+    se = [f"pass@{k}_se" for k in (ks[0], ks[-1]) if f"pass@{k}_se" in table]
+    power = ["gamma", "token_cost"] if "gamma" in table and table["gamma"].notna().any() else []
+    precision = ("Precision and coverage (mean unbiased pass@k over theorems; `_se`: its standard error over "
+                 "theorems)" + ("; token_cost: sampling tokens per kept token of power sampling (plain sampling: 1)"
+                                if power else ""))
     sections = [
-        ("Precision and coverage (mean unbiased pass@k over theorems); token_cost: sampling tokens per "
-         "kept token of power sampling (plain sampling: 1)", key + [f"pass@{k}" for k in ks] + ["gamma", "token_cost"]),
+        (precision, key + [f"pass@{k}" for k in ks] + se + power),
         ("Difficulty buckets after training (base row: before) and movements",
          key + list(BUCKETS) + ["hard_to_unsolvable", "medium_to_easy", "lost", "gained"]),
         ("Diversity of accepted proofs (mean per theorem; unsolved theorems count as 0)",
@@ -405,6 +439,16 @@ def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitl
     ax.set_xlim(*_nice_limits(data[xcol].to_numpy(float)))
     ax.set_ylim(*_nice_limits(data[ycol].to_numpy(float)))
 
+    xse, yse = f"{xcol}_se", f"{ycol}_se"
+    if xse in data and yse in data and data[[xse, yse]].notna().any().any():
+        ax.errorbar(data[xcol], data[ycol], xerr=data[xse].fillna(0), yerr=data[yse].fillna(0), fmt="none",
+                    ecolor="0.6", elinewidth=0.8, capsize=2, zorder=1.5,
+                    label="±1 standard error over theorems")
+        # the limits must hold the bars too
+        ax.set_xlim(*_nice_limits(np.concatenate([(data[xcol] - data[xse].fillna(0)).to_numpy(float),
+                                                  (data[xcol] + data[xse].fillna(0)).to_numpy(float)])))
+        ax.set_ylim(*_nice_limits(np.concatenate([(data[ycol] - data[yse].fillna(0)).to_numpy(float),
+                                                  (data[ycol] + data[yse].fillna(0)).to_numpy(float)])))
     frontier = pareto_frontier(list(zip(data[xcol], data[ycol])))
     fx, fy = data.loc[frontier, xcol].to_numpy(float), data.loc[frontier, ycol].to_numpy(float)
     sx, sy = staircase(fx, fy)
@@ -650,6 +694,7 @@ def report_sweep(sweep_dir, *, wandb_mode: str | None = None, project: str = "dm
     per_run = [verdicts_diversity(resolve_path(r.summary.get("paths", {}).get("trained_verdicts"), r.folder),
                                   r.method) for r in runs]
     table = build_table(runs, ks, base, base_div, [d for _, d in per_run])
+    table = add_standard_errors(table, runs, ["pass@1", f"pass@{ks[-1]}"])
 
     outputs = {"report_dir": report_dir, **write_tables(report_dir, table, ks, experiment, skipped),
                **write_diversity(report_dir, table, runs, base_theorems, base_div, per_run)}

@@ -227,5 +227,25 @@ def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeyp
     assert "power γ=2 (×4.5 tokens)" in labels and "power γ=4 (×7.2 tokens)" in labels
     assert "α=0.5" in labels and "RS-FT" in labels
     md = outputs["table_md"].read_text()
-    assert "| power γ=4 |  | 0.520 | 0.590 | 0.660 | 4 | 7.250 |" in md
+    assert "| power γ=4 |  | 0.520 | 0.590 | 0.660 |  |  | 4 | 7.250 |" in md  # no _se: no per-theorem pass@k
     assert outputs["pareto_png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_standard_errors_over_theorems(tmp_path):
+    from pipeline.sweep_report import standard_errors
+
+    path = tmp_path / "per_theorem.parquet"
+    pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [1.0, 0.0, 0.0, 0.0], "pass@4": [1.0, 1.0, 0.0, 0.0]}
+                 ).to_parquet(path)
+    se = standard_errors(path, ["pass@1", "pass@4", "pass@8"])
+    # sample std of [1, 0, 0, 0] is 0.5 and of [1, 1, 0, 0] is 0.577..., over sqrt(4) theorems
+    assert se["pass@1_se"] == pytest.approx(0.25)
+    assert se["pass@4_se"] == pytest.approx(math.sqrt(1 / 3) / 2)
+    assert math.isnan(se["pass@8_se"])  # a k the evaluation did not report
+    assert math.isnan(standard_errors(tmp_path / "missing.parquet", ["pass@1"])["pass@1_se"])
+
+
+def test_report_table_has_standard_error_columns(report):
+    _, outputs = report
+    table = pd.read_csv(outputs["table_csv"])
+    assert {"pass@1_se", "pass@4_se"} <= set(table.columns) and len(table) == 6
