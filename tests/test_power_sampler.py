@@ -255,26 +255,12 @@ def test_bad_settings_are_refused():
 def tiny():
     """A one-layer Llama fitted for a few steps to the proofs of tests/test_sampler.py, so that EOS
     comes up now and then. One torch thread: the tests share a busy 2-core machine."""
-    from types import SimpleNamespace
-
-    from pipeline.model import encode_completions, new_model, train_tokenizer
     from tests.test_sampler import COMPLETIONS
+    from tests.tiny_lm import fit_tiny_lm
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    tok = train_tokenizer(PROMPTS + COMPLETIONS * 4, 300)
-    torch.manual_seed(0)
-    model = new_model(SimpleNamespace(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                                      max_length=128), tok)
-    p, c = encode_prompts(tok, PROMPTS), encode_completions(tok, COMPLETIONS)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(25):
-        lp, mask = completion_logprobs(model, p, c)
-        loss = -lp.sum() / mask.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    model, tok = fit_tiny_lm(PROMPTS, COMPLETIONS, num_layers=1, max_length=128, steps=25)
     yield model, tok
     torch.set_num_threads(threads)
 

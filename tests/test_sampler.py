@@ -12,9 +12,10 @@ from omegaconf import OmegaConf
 from pipeline import sample as sample_stage
 from pipeline import sampler
 from pipeline.context import Context
-from pipeline.model import decode_completion, train_tokenizer, new_model, encode_prompts, encode_completions, completion_logprobs
+from pipeline.model import decode_completion
 from pipeline.store import ArtifactStore, write_json
 from pipeline.tracking import RunLogger
+from tests.tiny_lm import fit_tiny_lm
 
 PROMPTS = ["theorem a (p q : Prop) : p ∧ q → q ∧ p := by", "theorem b (p : Prop) : p → ¬¬p := by",
            "theorem c (p q r : Prop) : (p → q) → (q → r) → p → r := by"]
@@ -23,22 +24,8 @@ COMPLETIONS = ["\n  intro h\n  exact ⟨h.2, h.1⟩", " exact fun hp hnp => hnp 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from types import SimpleNamespace
-
-    tok = train_tokenizer(PROMPTS + COMPLETIONS * 4, 300)
-    torch.manual_seed(0)
-    model = new_model(SimpleNamespace(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
-                                      max_length=256), tok)
-    p, c = encode_prompts(tok, PROMPTS), encode_completions(tok, COMPLETIONS)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(40):  # enough that EOS comes up within the budget now and then
-        lp, mask = completion_logprobs(model, p, c)
-        loss = -lp.sum() / mask.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    return model, tok
+    # 40 steps: enough that EOS comes up within the budget now and then
+    return fit_tiny_lm(PROMPTS, COMPLETIONS, num_layers=2, max_length=256, steps=40)
 
 
 def draw(tiny, **kw):
