@@ -104,7 +104,7 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
     todo = [i for i in range(count) if not shards.done(i)]
     if len(todo) < count:
         print(f"[{label}] resuming: {count - len(todo)}/{count} shards already written", flush=True)
-    seconds, tokens, drawn, spent = 0.0, 0, 0, 0
+    seconds, tokens, drawn = 0.0, 0, 0
     if todo:
         draw, close = open_sampler(cfg, model_dir(model_art), power)
         bar = None
@@ -124,7 +124,6 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
                 shards.write(i, df)
                 seconds += dt
                 tokens += int(df["num_tokens"].sum())
-                spent += int(df["generated_tokens"].sum()) if "generated_tokens" in df else int(df["num_tokens"].sum())
                 drawn += len(df)
                 ctx.log.log({"shard": i, "samples_per_s": len(df) / max(dt, 1e-9),
                              "tokens_per_s": int(df["num_tokens"].sum()) / max(dt, 1e-9),

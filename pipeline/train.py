@@ -98,6 +98,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.tcfg.lr,
                                            weight_decay=self.tcfg.weight_decay)
         self.theorems = load_theorems(self.cfg.dataset.train_path, self.cfg.dataset.train_limit)
+        # Each theorem's prompt, rendered once: sampling and rescoring must see the same text.
+        self.prompt_of = dict(zip(self.theorems["id"], build_prompts(self.cfg, self.theorems, self.tokenizer)))
         self.base_verdicts = read_parquet(base_samples.file("verdicts.parquet"))
         self.log_z = _log_pass_rate(self.base_verdicts)
         self.backend = None  # the verifier for online rounds, started once and kept warm across rounds
@@ -139,12 +141,7 @@ class Trainer:
             self.backend.close()
         if self.vllm is not None:
             self.vllm.close()
-        out = self.work / "model"
-        weights, _ = distributed.full_state_dict(self.policy)
-        if self.dist.main:
-            self.policy.save_pretrained(out, state_dict=weights)
-            self.tokenizer.save_pretrained(out)
-        self.dist.barrier()
+        self._save_policy(self.work / "model")
         samples = sum(len(read_parquet(p)) for p in sorted(self.work.glob("round-*.parquet")))
         return {"steps": self.step, "train_samples": samples, "seconds": time.time() - started}
 
@@ -207,7 +204,7 @@ class Trainer:
         scfg, vcfg = self.cfg.sampler, self.cfg.verifier
         self.policy.eval()
         draw = self._draw()
-        texts = build_prompts(self.cfg, theorems, self.tokenizer)
+        texts = [self.prompt_of[i] for i in theorems["id"]]
         records = draw(texts,
                        n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
                        max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
@@ -243,9 +240,12 @@ class Trainer:
         return self.vllm.sample
 
     def _save_policy_for_sampler(self) -> None:
+        self._save_policy(self.work / "policy-for-sampler")
+
+    def _save_policy(self, folder: Path) -> None:
+        """The policy as a Hugging Face folder; under FSDP every rank gathers, rank 0 writes."""
         weights, _ = distributed.full_state_dict(self.policy)
         if self.dist.main:
-            folder = self.work / "policy-for-sampler"
             self.policy.save_pretrained(folder, state_dict=weights)
             self.tokenizer.save_pretrained(folder)
         self.dist.barrier()
@@ -254,10 +254,8 @@ class Trainer:
     def _score(self, data: pd.DataFrame) -> pd.DataFrame:
         """Token log-probs under the proposal (the model that sampled, at its temperature) and the base model."""
         data = data.reset_index(drop=True).copy()
-        # Rescore under the exact prompts the samples were drawn with: rendered from the theorem
-        # table (which holds every column a prompt style may use, e.g. informal_prefix).
-        by_id = dict(zip(self.theorems["id"], build_prompts(self.cfg, self.theorems, self.tokenizer)))
-        data["prompt_ids"] = encode_prompts(self.tokenizer, [by_id[i] for i in data["theorem_id"]])
+        # Rescore under the exact prompts the samples were drawn with.
+        data["prompt_ids"] = encode_prompts(self.tokenizer, [self.prompt_of[i] for i in data["theorem_id"]])
         temperature = self.cfg.sampler.temperature
         self.policy.eval()
         old, ref = [], []
