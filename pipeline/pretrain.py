@@ -186,18 +186,21 @@ class Batches:
 
 
 def collate(prompt_ids: list, completion_ids: list, rows: np.ndarray, pad_id: int):
-    """Right-padded input ids, attention mask and labels (-100 outside the completion)."""
+    """Right-padded input ids, attention mask, labels (-100 outside the completion) and prompt labels
+    (-100 outside the prompt after its first token)."""
     seqs = [prompt_ids[i] + completion_ids[i] for i in rows]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    prompt_labels = torch.full((len(rows), width), -100, dtype=torch.long)
     for j, (i, s) in enumerate(zip(rows, seqs)):
         ids[j, :len(s)] = torch.as_tensor(s)
         mask[j, :len(s)] = 1
         p = len(prompt_ids[i])
         labels[j, p:len(s)] = torch.as_tensor(completion_ids[i])
-    return ids, mask, labels
+        prompt_labels[j, 1:p] = torch.as_tensor(prompt_ids[i][1:])
+    return ids, mask, labels, prompt_labels
 
 
 def lr_factor(step: int, warmup: int, total: int, floor: float = 0.1) -> float:
@@ -279,15 +282,20 @@ class Pretrainer:
         log_every = max(1, min(50, total // 20 or 1))
         while step < total:
             rows = batches.batch(step)
-            ids, mask, labels = collate(prompt_ids, completion_ids, rows, pad)
+            ids, mask, labels, prompt_labels = collate(prompt_ids, completion_ids, rows, pad)
             out = model(input_ids=ids, attention_mask=mask, use_cache=False)
-            logits = out.logits[:, :-1].float()
+            logits = out.logits[:, :-1].float().reshape(-1, out.logits.shape[-1])
             target = labels[:, 1:]
             n_tok = int((target != -100).sum())
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                     ignore_index=-100, reduction="sum") / max(1, n_tok)
+            loss = torch.nn.functional.cross_entropy(logits, target.reshape(-1), ignore_index=-100,
+                                                     reduction="sum") / max(1, n_tok)
+            objective = loss
+            if pc.prompt_loss_weight > 0:
+                prompt_target = prompt_labels[:, 1:].reshape(-1)
+                objective = loss + pc.prompt_loss_weight * torch.nn.functional.cross_entropy(
+                    logits, prompt_target, ignore_index=-100, reduction="sum") / max(1, int((prompt_target != -100).sum()))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()

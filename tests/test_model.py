@@ -193,7 +193,7 @@ def pretrain_ctx(root):
     cfg = OmegaConf.create({
         "model": {"name": "tiny_prop", "path": "", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
                   "num_layers": 1, "num_heads": 2, "max_length": 256, "dtype": "float32", "device": "cpu", "prompt_style": "prop"},
-        "pretrain": {"seed": 0, "extra_path": "pkg://lean_env/data/prop_pretrain.jsonl", "extra_theorems": 12, "proofs_per_theorem": 2, "max_proof_chars": 0, "steps": 12,
+        "pretrain": {"seed": 0, "extra_path": "pkg://lean_env/data/prop_pretrain.jsonl", "extra_theorems": 12, "proofs_per_theorem": 2, "max_proof_chars": 0, "prompt_loss_weight": 0.5, "steps": 12,
                      "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "weight_decay": 0.01, "checkpoint_every": 4,
                      "num_threads": 0},
         "dataset": {"train_path": "pkg://lean_env/data/prop_train.jsonl", "eval_path": "pkg://lean_env/data/prop_eval.jsonl",
