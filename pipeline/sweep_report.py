@@ -232,13 +232,34 @@ def standard_errors(path: Path | None, columns: list[str]) -> dict:
     return out
 
 
+def paired_gains(base_path: Path | None, run_path: Path | None, columns: list[str]) -> dict:
+    """`{col}_gain` and `{col}_gain_se`: the run's mean pass@k minus the base model's, and its standard
+    error paired over the theorems both evaluated. Every run is evaluated on the same theorems, so a
+    difference is far better known than the two unpaired error bars suggest (NaN when unreadable)."""
+    out = {f"{col}_{what}": np.nan for col in columns for what in ("gain", "gain_se")}
+    try:
+        base = pd.read_parquet(base_path).set_index("theorem_id")
+        run = pd.read_parquet(run_path).set_index("theorem_id")
+    except (OSError, ValueError, TypeError, KeyError):
+        return out
+    common = base.index.intersection(run.index)
+    for col in columns:
+        if col in base and col in run and len(common) >= 2:
+            diff = (run.loc[common, col] - base.loc[common, col]).to_numpy(float)
+            out[f"{col}_gain"] = float(diff.mean())
+            out[f"{col}_gain_se"] = float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    return out
+
+
 def add_standard_errors(table: pd.DataFrame, runs: list[Run], columns: list[str]) -> pd.DataFrame:
-    """The `_se` columns for the base row (the shared base evaluation) and every run."""
+    """The `_se` columns for the base row (the shared base evaluation) and every run, and every run's
+    paired gain over the base (`_gain`, `_gain_se`)."""
     first = runs[0]
     base_path = resolve_path(first.summary.get("paths", {}).get("base_per_theorem"), first.folder)
     rows = [standard_errors(base_path, columns)]
-    rows += [standard_errors(resolve_path(r.summary.get("paths", {}).get("trained_per_theorem"), r.folder), columns)
-             for r in runs]
+    for r in runs:
+        run_path = resolve_path(r.summary.get("paths", {}).get("trained_per_theorem"), r.folder)
+        rows.append({**standard_errors(run_path, columns), **paired_gains(base_path, run_path, columns)})
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
@@ -272,7 +293,7 @@ def markdown_table(table: pd.DataFrame, columns: list[str]) -> str:
 
 
 def write_markdown(table: pd.DataFrame, ks: list[int], path: Path, title: str, skipped: list[str]) -> None:
-    """Four narrow tables keyed by method rather than one 35-column table nobody can read."""
+    """Five narrow tables keyed by method rather than one 40-column table nobody can read."""
     key = ["method", "alpha"]
     budget = [c for c in table.columns if c.startswith("budget_")]
     se = [f"pass@{k}_se" for k in (ks[0], ks[-1]) if f"pass@{k}_se" in table]
@@ -282,6 +303,9 @@ def write_markdown(table: pd.DataFrame, ks: list[int], path: Path, title: str, s
                                 if power else ""))
     sections = [
         (precision, key + [f"pass@{k}" for k in ks] + se + power),
+        ("Gain over the base model (paired over theorems: `_gain_se` is the standard error of the "
+         "per-theorem difference)", key + [c for k in (ks[0], ks[-1]) for c in (f"pass@{k}_gain", f"pass@{k}_gain_se")
+                                            if c in table]),
         ("Difficulty buckets after training (base row: before) and movements",
          key + list(BUCKETS) + ["hard_to_unsolvable", "medium_to_easy", "lost", "gained"]),
         ("Diversity of accepted proofs (mean per theorem; unsolved theorems count as 0)",
@@ -443,7 +467,7 @@ def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitl
     if xse in data and yse in data and data[[xse, yse]].notna().any().any():
         ax.errorbar(data[xcol], data[ycol], xerr=data[xse].fillna(0), yerr=data[yse].fillna(0), fmt="none",
                     ecolor="0.6", elinewidth=0.8, capsize=2, zorder=1.5,
-                    label="±1 standard error over theorems")
+                    label="±1 standard error over theorems (per run; paired gains over the base: table.md)")
         # the limits must hold the bars too
         ax.set_xlim(*_nice_limits(np.concatenate([(data[xcol] - data[xse].fillna(0)).to_numpy(float),
                                                   (data[xcol] + data[xse].fillna(0)).to_numpy(float)])))
@@ -610,7 +634,7 @@ the multirun). Runs: {runs}; every value below comes from the jobs' `run_summary
 | file | what it is |
 |---|---|
 | `table.csv` | one row per method plus the base model: objective, α, pass@1, pass@{max_k}, every pass@k, γ and `token_cost` of power-sampling runs (sampling tokens per kept token; plain sampling 1), bucket counts after training (base row: before), `hard_to_unsolvable` and `medium_to_easy` theorem counts, `lost` (solved by the base, never by the run) and `gained`, diversity averages, budget |
-| `table.md` | the same, as four narrow markdown tables |
+| `table.md` | the same, as five narrow markdown tables (one of them the paired gains over the base) |
 | `pareto.png` | pass@1 (precision) against pass@{max_k} (coverage); α-DPG points joined in α order and coloured by α, power-sampling points (teal hexagons, labelled with γ and their token cost) joined in γ order, baselines with their own markers, the base model as a black star, the Pareto frontier as a dashed step line |
 | `passk.png` | pass@k against k (log scale), one line per run and the base |
 | `transitions.png` | per run, the 4×4 matrix of theorem counts: base bucket (rows) → bucket after training (columns) |

@@ -43,7 +43,12 @@ def _verdicts(accepted: list[str]) -> pd.DataFrame:
 
 
 def _per_theorem(c_a: int) -> pd.DataFrame:
-    return pd.DataFrame({"theorem_id": list("ABCD"), "n": 4, "c": [c_a, 0, 0, 0], "errors": 0})
+    from pipeline.metrics import pass_at_k
+
+    table = pd.DataFrame({"theorem_id": list("ABCD"), "n": 4, "c": [c_a, 0, 0, 0], "errors": 0})
+    for k in KS:  # as the evaluate stage writes it
+        table[f"pass@{k}"] = [pass_at_k(4, c, k) for c in table["c"]]
+    return table
 
 
 def _passk(p1: float, p4: float) -> dict:
@@ -227,7 +232,7 @@ def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeyp
     assert "power γ=2 (×4.5 tokens)" in labels and "power γ=4 (×7.2 tokens)" in labels
     assert "α=0.5" in labels and "RS-FT" in labels
     md = outputs["table_md"].read_text()
-    assert "| power γ=4 |  | 0.520 | 0.590 | 0.660 |  |  | 4 | 7.250 |" in md  # no _se: no per-theorem pass@k
+    assert "| power γ=4 |  | 0.520 | 0.590 | 0.660 | 0.188 | 0.250 | 4 | 7.250 |" in md
     assert outputs["pareto_png"].read_bytes()[:4] == b"\x89PNG"
 
 
@@ -249,3 +254,30 @@ def test_report_table_has_standard_error_columns(report):
     _, outputs = report
     table = pd.read_csv(outputs["table_csv"])
     assert {"pass@1_se", "pass@4_se"} <= set(table.columns) and len(table) == 6
+
+
+def test_paired_gain_over_the_base(tmp_path):
+    from pipeline.sweep_report import paired_gains
+
+    base, run = tmp_path / "base.parquet", tmp_path / "run.parquet"
+    pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [0.5, 0.1, 0.0, 0.2]}).to_parquet(base)
+    # E is not in the base evaluation: only the theorems both evaluated are paired
+    pd.DataFrame({"theorem_id": list("DCBAE"), "pass@1": [0.4, 0.0, 0.3, 0.5, 1.0]}).to_parquet(run)
+    gain = paired_gains(base, run, ["pass@1", "pass@4"])
+    diff = [0.0, 0.2, 0.0, 0.2]  # A, B, C, D
+    mean = sum(diff) / 4
+    se = math.sqrt(sum((d - mean) ** 2 for d in diff) / 3) / 2
+    assert gain["pass@1_gain"] == pytest.approx(0.1) and gain["pass@1_gain_se"] == pytest.approx(se)
+    assert math.isnan(gain["pass@4_gain"])  # a k neither evaluation reports
+    assert math.isnan(paired_gains(base, tmp_path / "missing.parquet", ["pass@1"])["pass@1_gain"])
+
+
+def test_report_table_has_paired_gain_columns(report):
+    _, outputs = report
+    table = pd.read_csv(outputs["table_csv"])
+    assert math.isnan(table.loc[0, "pass@1_gain"])  # the base row
+    # theorem A has 2 of 4 accepted for the base, len(accepted) for each run; B–D none for either
+    runs = table.iloc[1:].set_index("job")
+    for job, run in RUNS.items():
+        assert runs.loc[int(job), "pass@1_gain"] == pytest.approx((len(run[5]) - 2) / 4 / 4)
+    assert "Gain over the base model" in Path(outputs["table_md"]).read_text()
