@@ -10,7 +10,8 @@ the embedded model from scratch:
    (`canonical_key`), each with
    `proofs_per_theorem` proofs drawn from the proof generator's style prior;
 2. a byte-level BPE tokenizer trained on the corpus text;
-3. a Llama trained from scratch on `prompt -> completion + EOS` (loss on completion tokens only),
+3. a Llama trained from scratch on `prompt -> completion + EOS` (loss on the completion tokens, plus
+   `prompt_loss_weight` × the loss on the statement's tokens),
    AdamW with linear warm-up and cosine decay, length-bucketed batches;
 4. `model/` (save_pretrained of model and tokenizer) and `corpus_stats.json`.
 
