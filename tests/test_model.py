@@ -257,3 +257,24 @@ def test_pretrain_with_a_model_path_records_it(tmp_path):
     art = pretrain.run(ctx)
     assert art.meta["external_path"] == "some-org/some-model" and model_dir(art) == "some-org/some-model"
     assert pretrain.run(ctx).path == art.path
+
+
+def test_collate_labels_the_completion_and_the_prompt_apart():
+    """The completion loss sees only completion tokens; the auxiliary prompt loss
+    (pretrain.prompt_loss_weight) sees the prompt's tokens after BOS; padding is in neither."""
+    import numpy as np
+
+    from pipeline.pretrain import collate
+
+    prompts, completions = [[1, 10, 11], [1, 12]], [[20, 2], [21, 22, 2]]
+    ids, mask, labels, prompt_labels = collate(prompts, completions, np.array([0, 1]), pad_id=0)
+    assert ids.tolist() == [[1, 10, 11, 20, 2], [1, 12, 21, 22, 2]]
+    assert labels.tolist() == [[-100, -100, -100, 20, 2], [-100, -100, 21, 22, 2]]
+    assert prompt_labels.tolist() == [[-100, 10, 11, -100, -100], [-100, 12, -100, -100, -100]]
+    # rows of different lengths: the padding is masked and labelled in neither loss
+    ids, mask, labels, prompt_labels = collate([[1, 10, 11], [1]], [[2], [20, 2]], np.array([1, 0]), pad_id=0)
+    assert ids.tolist() == [[1, 20, 2, 0], [1, 10, 11, 2]] and mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert labels.tolist() == [[-100, 20, 2, -100], [-100, -100, -100, 2]]
+    assert prompt_labels.tolist() == [[-100, -100, -100, -100], [-100, 10, 11, -100]]
+    ids, mask, labels, prompt_labels = collate([[1, 10, 11, 12]], [[2]], np.array([0]), pad_id=0)
+    assert prompt_labels.tolist() == [[-100, 10, 11, 12, -100]] and labels.tolist() == [[-100, -100, -100, -100, 2]]
