@@ -2,7 +2,7 @@
 
     python scripts/bench_power.py --model DIR --out OUT.json --runs plain:1,plain:0.5,power:2 \
         [--theorems 20] [--n 256] [--block-size 16] [--mcmc-steps 4] [--max-new-tokens 160]
-        [--budget-from PLAIN.json] [--round 8] [--max-seconds 0] [--threads 1]
+        [--budget-from PLAIN.json] [--round 8] [--max-seconds 0] [--threads 1] [--same-count]
 
 Each run samples the first `--theorems` eval theorems, verifies every sample with the prop checker
 and records pass@k, the tokens generated and the time:
@@ -14,6 +14,9 @@ and records pass@k, the tokens generated and the time:
   generated (proposals, rejected ones included) are as near as it gets to the token budget: what `plain:1` generated for the same theorems (read from the JSON of an
   earlier `--budget-from` run; else --n × --max-new-tokens per theorem). So `m` power samples per
   theorem cost what `--n` plain ones did; `--max-seconds` stops it early (and says so).
+
+With `--same-count` a power run instead draws `--n` samples per theorem whatever they cost: its
+pass@n beside plain sampling's, at `token_cost` times the tokens.
 
 pass@k is the unbiased estimate, averaged over theorems, for every power of 2 up to the samples per
 theorem (so the plain runs also have pass@m, a same-count comparison with m power samples).
@@ -74,9 +77,13 @@ def run_one(spec: str, model, tok, theorems, args, budget: int | None) -> dict:
             generated = sum(r["num_tokens"] for r in records)
         elif kind == "power":
             generated = 0
-            while budget is None or generated < budget:
-                n_round = args.round
-                if records:  # size the last round to the budget left, at the cost per sample so far
+            # budget None (--same-count): --n samples per theorem, whatever they cost
+            def more() -> bool:
+                return len(records) < args.n * len(texts) if budget is None else generated < budget
+
+            while more():
+                n_round = args.round if budget is not None else min(args.round, args.n - len(records) // len(texts))
+                if records and budget is not None:  # size the last round to the budget left, at the cost per sample so far
                     per_round_sample = generated / (len(records) / len(texts))
                     n_round = max(1, min(args.round, round((budget - generated) / per_round_sample)))
                     if (budget - generated) < 0.5 * per_round_sample:
@@ -90,8 +97,8 @@ def run_one(spec: str, model, tok, theorems, args, budget: int | None) -> dict:
                 records += new
                 generated += sum(r["generated_tokens"] for r in new)
                 rounds += 1
-                if args.max_seconds and time.time() - started > args.max_seconds and generated < budget:
-                    stopped = f"stopped by --max-seconds at {generated}/{budget} tokens"
+                if args.max_seconds and time.time() - started > args.max_seconds and more():
+                    stopped = f"stopped by --max-seconds at {generated} tokens, {len(records) // len(texts)} samples"
                     break
         else:
             raise SystemExit(f"unknown run {spec!r}: expected plain:T or power:G")
@@ -164,13 +171,15 @@ def main() -> None:
     ap.add_argument("--budget-from", default="")
     ap.add_argument("--max-seconds", type=float, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--same-count", action="store_true",
+                    help="power runs draw --n samples per theorem (not the plain run's token budget)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok = load(args.model, "cpu", "float32")
     theorems = load_theorems(EVAL_PATH, args.theorems)
     results = []
     for spec in args.runs.split(","):
-        budget = token_budget(results, args, len(theorems)) if spec.startswith("power") else None
+        budget = token_budget(results, args, len(theorems)) if spec.startswith("power") and not args.same_count else None
         res = run_one(spec, model, tok, theorems, args, budget)
         results.append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "passed"}), flush=True)
