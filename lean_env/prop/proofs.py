@@ -34,9 +34,10 @@ style exceeds a budget that a rare style still fits.  `lean_tokens` is a tokeniz
 any `count`, and `budget_report(statements, budgets, count)` the fraction of theorems where a common
 style fits, where only rare styles fit, and where nothing fits.  The theorem generator keeps only
 theorems with some proof of at most `DESIGN_BUDGET_TOKENS` = 72 lean_tokens; at that budget, on the
-shipped train split, only rare styles fit on 22.3% of the theorems (0% fit none; L4 43%, L5 94%),
-with the shortest common proof a median 1.5× longer than the shortest rare one.  The same split
-measured with the BPE: 22.6% rare-only at 64 tokens (3.3% none), 16.9% at 72 (0.1% none); in
+train split of the first level mix (14–24 % per level, shipped until 2026-12-01), only rare styles fit
+on 22.3% of the theorems (0% fit none; L4 43%, L5 94%), with the shortest common proof a median 1.5×
+longer than the shortest rare one; the current mix (weighted to levels 1–2) has ~5% such theorems
+(tests/test_prop_generator.py).  That earlier split measured with the BPE: 22.6% rare-only at 64 tokens (3.3% none), 16.9% at 72 (0.1% none); in
 characters: 22.0% at 180 (3.5% none), 16.9% at 200 (1.8% none).
 """
 
