@@ -31,6 +31,7 @@ from pipeline.config import backend_options  # noqa: E402
 from pipeline.data import load_theorems, prompts  # noqa: E402
 from pipeline.model import load  # noqa: E402
 from pipeline.sweep_report import gather_runs  # noqa: E402
+from pipeline.verify import per_theorem  # noqa: E402
 
 
 def policy_dir(per_theorem: str) -> Path:
@@ -42,8 +43,8 @@ def policy_dir(per_theorem: str) -> Path:
     return Path(external) if external else art / "model"
 
 
-def acceptance(model_path: Path, theorems: pd.DataFrame, cfg, n: int) -> np.ndarray:
-    """Accepted samples per theorem, [len(theorems)]."""
+def acceptance(model_path: Path, theorems: pd.DataFrame, cfg, n: int) -> pd.DataFrame:
+    """Per theorem: n decided samples and c accepted ones, counted as the verify stage counts them."""
     model, tokenizer = load(model_path)
     texts = prompts(theorems, cfg.dataset.prompt_template)
     records = sampler.sample(model, tokenizer, texts, n=n, max_new_tokens=cfg.sampler.max_new_tokens,
@@ -53,8 +54,9 @@ def acceptance(model_path: Path, theorems: pd.DataFrame, cfg, n: int) -> np.ndar
              for i, r in enumerate(records)]
     with get_backend(cfg.verifier.backend, **backend_options(cfg.verifier)) as backend:
         results = verify_items(items, backend, timeout=cfg.verifier.timeout)
-    ok = np.array([r.verdict == "pass" for r in results]).reshape(len(theorems), n)
-    return ok.sum(1)
+    verdicts = pd.DataFrame({"theorem_id": [theorems["id"].iloc[r["prompt_idx"]] for r in records],
+                             "verdict": [r.verdict for r in results]})
+    return per_theorem(verdicts)
 
 
 def main() -> None:
@@ -80,16 +82,18 @@ def main() -> None:
     rows = []
     for method, path in models:
         counts = acceptance(path, theorems, cfg, args.n)
-        rate = counts / args.n
+        rate = (counts["c"] / counts["n"].clip(lower=1)).to_numpy(float)  # a verifier `error` is no sample
         rows.append({"method": method, "acceptance": rate.mean(), "se": rate.std(ddof=1) / np.sqrt(len(rate)),
-                     "theorems_solved": int((counts > 0).sum()), "model": str(path)})
+                     "theorems_solved": int((counts["c"] > 0).sum()), "errors": int(counts["errors"].sum()),
+                     "model": str(path)})
     table = pd.DataFrame(rows)
     table["vs_base"] = table["acceptance"] - table.loc[0, "acceptance"]
     out = args.sweep_dir / "report" / "train_acceptance.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     print(f"train-split acceptance: first {len(theorems)} train theorems × {args.n} samples, seed {cfg.sampler.seed}")
-    print(table[["method", "acceptance", "se", "vs_base", "theorems_solved"]].to_string(index=False, float_format="%.3f"))
+    print(table[["method", "acceptance", "se", "vs_base", "theorems_solved", "errors"]].to_string(
+        index=False, float_format="%.3f"))
     print(f"wrote {out}")
 
 
