@@ -232,15 +232,22 @@ def standard_errors(path: Path | None, columns: list[str]) -> dict:
     return out
 
 
-def paired_gains(base_path: Path | None, run_path: Path | None, columns: list[str]) -> dict:
-    """`{col}_gain` and `{col}_gain_se`: the run's mean pass@k minus the base model's, and its standard
-    error paired over the theorems both evaluated. Every run is evaluated on the same theorems, so a
-    difference is far better known than the two unpaired error bars suggest (NaN when unreadable)."""
-    out = {f"{col}_{what}": np.nan for col in columns for what in ("gain", "gain_se")}
+def read_per_theorem(path: Path | None) -> pd.DataFrame | None:
+    """An evaluation's per_theorem.parquet indexed by theorem, or None when it cannot be read."""
     try:
-        base = pd.read_parquet(base_path).set_index("theorem_id")
-        run = pd.read_parquet(run_path).set_index("theorem_id")
+        return pd.read_parquet(path).set_index("theorem_id")
     except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def paired_gains(base: pd.DataFrame | None, run_path: Path | None, columns: list[str]) -> dict:
+    """`{col}_gain` and `{col}_gain_se`: the run's mean pass@k minus the base model's (`base`, from
+    read_per_theorem), and its standard error paired over the theorems both evaluated. Every run is
+    evaluated on the same theorems, so a difference is far better known than the two unpaired error
+    bars suggest (NaN when unreadable)."""
+    out = {f"{col}_{what}": np.nan for col in columns for what in ("gain", "gain_se")}
+    run = read_per_theorem(run_path)
+    if base is None or run is None:
         return out
     common = base.index.intersection(run.index)
     for col in columns:
@@ -257,9 +264,10 @@ def add_standard_errors(table: pd.DataFrame, runs: list[Run], columns: list[str]
     first = runs[0]
     base_path = resolve_path(first.summary.get("paths", {}).get("base_per_theorem"), first.folder)
     rows = [standard_errors(base_path, columns)]
+    base = read_per_theorem(base_path)
     for r in runs:
         run_path = resolve_path(r.summary.get("paths", {}).get("trained_per_theorem"), r.folder)
-        rows.append({**standard_errors(run_path, columns), **paired_gains(base_path, run_path, columns)})
+        rows.append({**standard_errors(run_path, columns), **paired_gains(base, run_path, columns)})
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 

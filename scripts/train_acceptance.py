@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -29,18 +30,16 @@ from lean_env.verifier import Item, get_backend, verify_items  # noqa: E402
 from pipeline import sampler  # noqa: E402
 from pipeline.config import backend_options  # noqa: E402
 from pipeline.data import load_theorems, prompts  # noqa: E402
-from pipeline.model import load  # noqa: E402
+from pipeline.model import load, model_dir  # noqa: E402
 from pipeline.sweep_report import gather_runs  # noqa: E402
 from pipeline.verify import per_theorem  # noqa: E402
 
 
-def policy_dir(per_theorem: str) -> Path:
+def policy_dir(per_theorem_path: str) -> Path:
     """The model folder an evaluation artifact was computed from (its meta names the artifact)."""
-    meta = json.loads((Path(per_theorem).parent / "meta.json").read_text())
-    store = Path(per_theorem).parents[2]
-    art = store / meta["model"]
-    external = json.loads((art / "meta.json").read_text()).get("external_path")
-    return Path(external) if external else art / "model"
+    meta = json.loads((Path(per_theorem_path).parent / "meta.json").read_text())
+    store = Path(per_theorem_path).parents[2]
+    return Path(model_dir(SimpleNamespace(path=store / meta["model"])))
 
 
 def acceptance(model_path: Path, theorems: pd.DataFrame, cfg, n: int) -> pd.DataFrame:

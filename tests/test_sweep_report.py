@@ -257,19 +257,20 @@ def test_report_table_has_standard_error_columns(report):
 
 
 def test_paired_gain_over_the_base(tmp_path):
-    from pipeline.sweep_report import paired_gains
+    from pipeline.sweep_report import paired_gains, read_per_theorem
 
     base, run = tmp_path / "base.parquet", tmp_path / "run.parquet"
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [0.5, 0.1, 0.0, 0.2]}).to_parquet(base)
     # E is not in the base evaluation: only the theorems both evaluated are paired
     pd.DataFrame({"theorem_id": list("DCBAE"), "pass@1": [0.4, 0.0, 0.3, 0.5, 1.0]}).to_parquet(run)
-    gain = paired_gains(base, run, ["pass@1", "pass@4"])
+    gain = paired_gains(read_per_theorem(base), run, ["pass@1", "pass@4"])
     diff = [0.0, 0.2, 0.0, 0.2]  # A, B, C, D
     mean = sum(diff) / 4
     se = math.sqrt(sum((d - mean) ** 2 for d in diff) / 3) / 2
     assert gain["pass@1_gain"] == pytest.approx(0.1) and gain["pass@1_gain_se"] == pytest.approx(se)
     assert math.isnan(gain["pass@4_gain"])  # a k neither evaluation reports
-    assert math.isnan(paired_gains(base, tmp_path / "missing.parquet", ["pass@1"])["pass@1_gain"])
+    assert math.isnan(paired_gains(read_per_theorem(base), tmp_path / "missing.parquet", ["pass@1"])["pass@1_gain"])
+    assert read_per_theorem(tmp_path / "missing.parquet") is None
 
 
 def test_report_table_has_paired_gain_columns(report):
