@@ -36,7 +36,7 @@ def test_every_experiment_composes(experiment):
 def test_pretrain_long_sets_steps_and_shape_and_the_command_line_still_wins():
     default, long = _compose([]), _compose(["pretrain=long"])
     validate(long)
-    assert long.pretrain.steps == 6 * 3780 and default.pretrain.steps == 3000
+    assert long.pretrain.steps == 22680 and default.pretrain.steps == 3000
     assert (long.model.hidden_size, long.model.intermediate_size) == (96, 288)
     assert (default.model.hidden_size, default.model.intermediate_size) == (128, 384)
     swept = _compose(["+experiment=alpha_sweep", "pretrain=long", "model.hidden_size=128"])
