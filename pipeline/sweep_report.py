@@ -212,16 +212,23 @@ def run_row(run: Run, ks: list[int], div: dict) -> dict:
     return row
 
 
-def standard_errors(path: Path | None, columns: list[str]) -> dict:
+def read_per_theorem(path: Path | None) -> pd.DataFrame | None:
+    """An evaluation's per_theorem.parquet indexed by theorem, or None when it is missing or
+    unreadable (a warning for the unreadable: that row gets no error bars and no gains)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        warn(f"unreadable per-theorem table {path} ({e}); no error bars for it")
+        return None
+    return table.set_index("theorem_id") if "theorem_id" in table else table
+
+
+def standard_errors(table: pd.DataFrame | None, columns: list[str]) -> dict:
     """`{col}_se`: the standard error over theorems of each mean pass@k, from an evaluation's
-    per_theorem.parquet (NaN when it cannot be read). With tens of theorems one theorem moves pass@256
-    by several points; the error bars keep a reader from taking that for an effect."""
-    table = None
-    if path is not None and path.exists():
-        try:
-            table = pd.read_parquet(path)
-        except (OSError, ValueError) as e:
-            warn(f"unreadable per-theorem table {path} ({e}); no error bars for it")
+    per-theorem table (read_per_theorem; NaN without one). With tens of theorems one theorem moves
+    pass@256 by several points; the error bars keep a reader from taking that for an effect."""
     out = {}
     for col in columns:
         if table is None or col not in table or len(table) < 2:
@@ -232,21 +239,12 @@ def standard_errors(path: Path | None, columns: list[str]) -> dict:
     return out
 
 
-def read_per_theorem(path: Path | None) -> pd.DataFrame | None:
-    """An evaluation's per_theorem.parquet indexed by theorem, or None when it cannot be read."""
-    try:
-        return pd.read_parquet(path).set_index("theorem_id")
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-
-
-def paired_gains(base: pd.DataFrame | None, run_path: Path | None, columns: list[str]) -> dict:
-    """`{col}_gain` and `{col}_gain_se`: the run's mean pass@k minus the base model's (`base`, from
+def paired_gains(base: pd.DataFrame | None, run: pd.DataFrame | None, columns: list[str]) -> dict:
+    """`{col}_gain` and `{col}_gain_se`: the run's mean pass@k minus the base model's (both tables from
     read_per_theorem), and its standard error paired over the theorems both evaluated. Every run is
     evaluated on the same theorems, so a difference is far better known than the two unpaired error
-    bars suggest (NaN when unreadable)."""
+    bars suggest (NaN when a table is missing)."""
     out = {f"{col}_{what}": np.nan for col in columns for what in ("gain", "gain_se")}
-    run = read_per_theorem(run_path)
     if base is None or run is None:
         return out
     common = base.index.intersection(run.index)
@@ -263,11 +261,11 @@ def add_standard_errors(table: pd.DataFrame, runs: list[Run], columns: list[str]
     paired gain over the base (`_gain`, `_gain_se`)."""
     first = runs[0]
     base_path = resolve_path(first.summary.get("paths", {}).get("base_per_theorem"), first.folder)
-    rows = [standard_errors(base_path, columns)]
     base = read_per_theorem(base_path)
+    rows = [standard_errors(base, columns)]
     for r in runs:
-        run_path = resolve_path(r.summary.get("paths", {}).get("trained_per_theorem"), r.folder)
-        rows.append({**standard_errors(run_path, columns), **paired_gains(base, run_path, columns)})
+        run = read_per_theorem(resolve_path(r.summary.get("paths", {}).get("trained_per_theorem"), r.folder))
+        rows.append({**standard_errors(run, columns), **paired_gains(base, run, columns)})
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 

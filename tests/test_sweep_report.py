@@ -237,17 +237,17 @@ def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeyp
 
 
 def test_standard_errors_over_theorems(tmp_path):
-    from pipeline.sweep_report import standard_errors
+    from pipeline.sweep_report import read_per_theorem, standard_errors
 
     path = tmp_path / "per_theorem.parquet"
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [1.0, 0.0, 0.0, 0.0], "pass@4": [1.0, 1.0, 0.0, 0.0]}
                  ).to_parquet(path)
-    se = standard_errors(path, ["pass@1", "pass@4", "pass@8"])
+    se = standard_errors(read_per_theorem(path), ["pass@1", "pass@4", "pass@8"])
     # sample std of [1, 0, 0, 0] is 0.5 and of [1, 1, 0, 0] is 0.577..., over sqrt(4) theorems
     assert se["pass@1_se"] == pytest.approx(0.25)
     assert se["pass@4_se"] == pytest.approx(math.sqrt(1 / 3) / 2)
     assert math.isnan(se["pass@8_se"])  # a k the evaluation did not report
-    assert math.isnan(standard_errors(tmp_path / "missing.parquet", ["pass@1"])["pass@1_se"])
+    assert math.isnan(standard_errors(read_per_theorem(tmp_path / "missing.parquet"), ["pass@1"])["pass@1_se"])
 
 
 def test_report_table_has_standard_error_columns(report):
@@ -263,13 +263,13 @@ def test_paired_gain_over_the_base(tmp_path):
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [0.5, 0.1, 0.0, 0.2]}).to_parquet(base)
     # E is not in the base evaluation: only the theorems both evaluated are paired
     pd.DataFrame({"theorem_id": list("DCBAE"), "pass@1": [0.4, 0.0, 0.3, 0.5, 1.0]}).to_parquet(run)
-    gain = paired_gains(read_per_theorem(base), run, ["pass@1", "pass@4"])
+    gain = paired_gains(read_per_theorem(base), read_per_theorem(run), ["pass@1", "pass@4"])
     diff = [0.0, 0.2, 0.0, 0.2]  # A, B, C, D
     mean = sum(diff) / 4
     se = math.sqrt(sum((d - mean) ** 2 for d in diff) / 3) / 2
     assert gain["pass@1_gain"] == pytest.approx(0.1) and gain["pass@1_gain_se"] == pytest.approx(se)
     assert math.isnan(gain["pass@4_gain"])  # a k neither evaluation reports
-    assert math.isnan(paired_gains(read_per_theorem(base), tmp_path / "missing.parquet", ["pass@1"])["pass@1_gain"])
+    assert math.isnan(paired_gains(read_per_theorem(base), read_per_theorem(tmp_path / "missing.parquet"), ["pass@1"])["pass@1_gain"])
     assert read_per_theorem(tmp_path / "missing.parquet") is None
 
 
