@@ -139,6 +139,10 @@ class SamplerConfig:
     # CPU threads while sampling (0: the process's, see `threads`). On a CPU shared with other jobs
     # use 1: a decode step is hundreds of small ops, and each waits for the slowest thread.
     num_threads: int = 0
+    # sampler=hf only (pipeline/sampling/hf.py): the decode path. auto: the lean Llama decoder
+    # (pipeline/sampling/fast.py) where it covers the model, else the transformers decode loop;
+    # fast | loop | generate force one (fast refuses a model it does not cover).
+    method: str = "auto"
     # sampler=vllm only (see pipeline/sampling/vllm.py): GPUs per engine, the fraction of GPU memory
     # the engine may take (weights + KV cache; leave room for training when both share a GPU), and
     # the longest prompt + completion (0: the model's own limit).
@@ -289,6 +293,8 @@ def validate(cfg) -> None:
         raise ValueError("train.strategy=fsdp with train.mode=online needs sampler=vllm")
     if cfg.sampler.name not in ("hf", "vllm", "power"):
         raise ValueError(f"sampler.name={cfg.sampler.name!r}: expected 'hf', 'vllm' or 'power'")
+    if cfg.sampler.method not in ("auto", "fast", "loop", "generate"):
+        raise ValueError(f"sampler.method={cfg.sampler.method!r}: expected auto, fast, loop or generate")
     if not 0.0 < cfg.sampler.gpu_memory_utilization <= 1.0:
         raise ValueError(f"sampler.gpu_memory_utilization={cfg.sampler.gpu_memory_utilization} is outside (0, 1]")
     scfg = cfg.sampler

@@ -1,13 +1,21 @@
-"""Throughput of the hf sampler (samples/s and tokens/s) for tiny_prop on this machine.
+"""Throughput of the hf sampler's decode paths (samples/s, tokens/s, ratio to the matmul roofline).
 
     python scripts/bench_sampler.py [--model DIR] [--prompts 8] [--n 256] [--batch-size 256]
-                                    [--max-new-tokens N] [--methods loop,generate] [--repeats 3] [--threads N]
+                                    [--max-new-tokens N] [--methods loop,fast] [--repeats 3] [--threads 1]
 
 `--model` is a saved model folder (e.g. `outputs/store/pretrain/<key>/model`); by default the newest
 pretrain artifact under `outputs/store` is used, and without one a randomly initialised model of the
 `conf/model/tiny_prop.yaml` size (its samples rarely end early, so every sample runs to the budget).
-Prompts are eval-split statements. Each method runs `--repeats` times, interleaved (the machine may
-be shared); the median and best of each are printed.
+Prompts are the first `--prompts` eval-split statements (0: the whole split, i.e. the base
+evaluation). Methods (pipeline/sampling/hf.py): `loop` is the transformers decode loop (the path
+every model can take), `fast` the lean Llama decoder, `generate` model.generate.
+
+Each repeat runs every method once, interleaved (the machine may be shared), and measures the matmul
+roofline of the model's own shapes at the decode batch in the same process right before
+(pipeline/roofline.py): `ratio` is a run's tokens per CPU-second over the roofline's (both in this
+process's CPU time, which a busy machine does not inflate; samples/s and tokens/s are wall clock).
+The summary gives the median and best of each method, and the median of the per-repeat speed-ups
+over the first method (wall clock and CPU time).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pipeline.sampling import hf as sampler  # noqa: E402
 from pipeline.config import ModelConfig, SamplerConfig  # noqa: E402
 from pipeline.data import load_theorems, prompts  # noqa: E402
 from pipeline.model import load, new_model, train_tokenizer  # noqa: E402
+from pipeline.roofline import flops_per_token, roofline_tokens_per_s  # noqa: E402
 
 
 def newest_model() -> Path | None:
@@ -42,21 +51,23 @@ def main() -> None:
     conf_sampler = OmegaConf.merge(OmegaConf.structured(SamplerConfig), OmegaConf.load(ROOT / "conf/sampler/hf.yaml"))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
-    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--prompts", type=int, default=8, help="eval statements (0: all of them)")
     ap.add_argument("--n", type=int, default=256, help="samples per prompt")
     ap.add_argument("--batch-size", type=int, default=conf_sampler.batch_size)
     ap.add_argument("--max-new-tokens", type=int, default=conf_sampler.max_new_tokens)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=1.0)
-    ap.add_argument("--methods", default="loop,generate")
+    ap.add_argument("--methods", default="loop,fast")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     path = args.model or newest_model()
-    theorems = load_theorems("pkg://lean_env/data/prop_eval.jsonl").iloc[: args.prompts]
+    theorems = load_theorems("pkg://lean_env/data/prop_eval.jsonl")
+    if args.prompts:
+        theorems = theorems.iloc[: args.prompts]
     texts = prompts(theorems, "{statement} := by")
     if path is not None:
         model, tok = load(path, "cpu", "float32")
@@ -68,29 +79,39 @@ def main() -> None:
         model = new_model(conf_model, tok).eval()
         what = "randomly initialised tiny_prop (no pretrain artifact found)"
     params = sum(p.numel() for p in model.parameters())
-    print(f"{what}; {params / 1e6:.2f}M parameters; {torch.get_num_threads()} threads; {len(texts)} prompts x "
-          f"{args.n} samples, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}", flush=True)
+    rows = min(args.batch_size, args.n * len(texts))
+    print(f"{what}; {params / 1e6:.2f}M parameters, {flops_per_token(model) / 1e6:.2f} MFLOP/token in matmuls; "
+          f"{torch.get_num_threads()} threads; {len(texts)} prompts x {args.n} samples, batch {args.batch_size}, "
+          f"max_new_tokens {args.max_new_tokens}; auto picks {sampler.resolve_method(model)!r}", flush=True)
 
     methods = [m for m in args.methods.split(",") if m]
-    sampler.sample(model, tok, texts[:1], n=8, max_new_tokens=8, batch_size=8, method=methods[0])  # warm-up
-    results: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
+    for m in methods:  # warm-up
+        sampler.sample(model, tok, texts[:1], n=8, max_new_tokens=8, batch_size=8, method=m)
+    results: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in methods}
     for rep in range(args.repeats):
+        roof, rate = roofline_tokens_per_s(model, rows)
+        print(f"repeat {rep}: matmul roofline at {rows} rows {rate / 1e9:.1f} GFLOP/s = {roof:,.0f} tokens/s", flush=True)
         for m in methods:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             recs = sampler.sample(model, tok, texts, n=args.n, temperature=args.temperature, top_p=args.top_p,
                                   max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=rep,
                                   method=m)
-            dt = time.perf_counter() - started
+            dt, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             tokens = sum(r["num_tokens"] for r in recs)
             finished = sum(r["finished"] for r in recs) / len(recs)
-            results[m].append((len(recs) / dt, tokens / dt, finished))
-            print(f"  {m:9s} run {rep}: {len(recs) / dt:8.1f} samples/s {tokens / dt:9.0f} tokens/s "
-                  f"({dt:.1f}s, {tokens / len(recs):.1f} tokens/sample, finished {finished:.2f})", flush=True)
+            results[m].append((len(recs) / dt, tokens / dt, tokens / cpu / roof, len(recs) / cpu))
+            print(f"  {m:9s} {len(recs) / dt:8.1f} samples/s {tokens / dt:9.0f} tokens/s  ratio {tokens / cpu / roof:.3f}"
+                  f"  ({dt:.1f}s wall, {cpu:.1f}s CPU, {tokens / len(recs):.1f} tokens/sample, finished {finished:.2f})",
+                  flush=True)
     print("summary (median / best):")
+    first = methods[0]
     for m, rs in results.items():
-        sps, tps = [r[0] for r in rs], [r[1] for r in rs]
+        sps, tps, ratio = ([r[i] for r in rs] for i in range(3))
+        speedup = statistics.median(r[0] / f[0] for r, f in zip(rs, results[first]))
+        speedup_cpu = statistics.median(r[3] / f[3] for r, f in zip(rs, results[first]))
         print(f"  {m:9s} samples/s {statistics.median(sps):8.1f} / {max(sps):8.1f}   "
-              f"tokens/s {statistics.median(tps):9.0f} / {max(tps):9.0f}")
+              f"tokens/s {statistics.median(tps):9.0f} / {max(tps):9.0f}   roofline ratio {statistics.median(ratio):.3f} / "
+              f"{max(ratio):.3f}   x{speedup:.2f} vs {first} (CPU time x{speedup_cpu:.2f})")
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def test_completion_logprobs_has_gradients(tiny):
     model.zero_grad(set_to_none=True)
 
 
-@pytest.mark.parametrize("method", ["loop", "generate"])
+@pytest.mark.parametrize("method", ["fast", "loop", "generate"])
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 1.0), (1.3, 0.9)])
 def test_completion_logprobs_equals_sampler_logp(tiny, method, temperature, top_p):
     model, tok = tiny

@@ -13,11 +13,20 @@ record per sample, in (prompt, sample) order:
 `logp` and `sample_logp` cover exactly the `num_tokens` generated tokens, EOS included, so
 `model.completion_logprobs(prompt_ids, token_ids)` summed over the mask equals `logp`.
 
-Two implementations, same records: `method="loop"` (default) is a hand-written decode loop over
-`past_key_values` that prefills each distinct prompt once, copies its cache to its samples and drops
-finished rows from the batch as it goes; `method="generate"` uses `model.generate`. On the tiny
-model on CPU the loop is the faster one (see scripts/bench_sampler.py). Both are deterministic given
-`seed` (a private torch.Generator; the global RNG is left alone by the loop).
+Three implementations, same records, chosen by `method`:
+
+- `"fast"`: the lean Llama decoder of pipeline/sampling/fast.py (fused matmuls, a preallocated KV
+  cache, the prompt's cache shared by all its samples, inverse-CDF sampling), for models it covers
+  (`fast.supports`: transformers Llama, float32);
+- `"loop"`: a hand-written decode loop over the transformers model's `past_key_values` that
+  prefills each distinct prompt once, copies its cache to its samples and drops finished rows from
+  the batch as it goes (any causal LM);
+- `"generate"`: `model.generate`.
+
+`"auto"` (the default) is `"fast"` where it covers the model and `"loop"` otherwise; the fast
+path is several times quicker on the tiny model on CPU (scripts/bench_sampler.py prints both).
+All are deterministic given `seed` (a private torch.Generator; the global RNG is left alone by
+`fast` and `loop`); `fast` draws tokens another way than `loop`, so the same seed gives other samples.
 """
 
 from __future__ import annotations
@@ -48,6 +57,66 @@ def _pad_id(model, tokenizer) -> int:
     return int(eos_ids(model, tokenizer)[0])
 
 
+METHODS = ("auto", "fast", "loop", "generate")
+
+
+def resolve_method(model, method: str = "auto") -> str:
+    """The decode path `method` means for `model`: "auto" is "fast" where it covers the model, else "loop"."""
+    from pipeline.sampling import fast
+
+    if method not in METHODS:
+        raise ValueError(f"sampler method {method!r}: expected one of {METHODS}")
+    if method == "auto":
+        return "fast" if fast.supports(model) is None else "loop"
+    if method == "fast" and (why := fast.supports(model)) is not None:
+        raise ValueError(f"sampler method 'fast' does not cover this model: {why}; use 'auto' or 'loop'")
+    return method
+
+
+def decode_chunks(model, method: str = "auto"):
+    """The batch decoder for `model` under `method` ("generate" excluded): a function
+    (model, tokenizer, prompt_ids, chunks, *, temperature, top_p, max_new_tokens, generator,
+    batch_size=None, limits=None, per_token=False, on_done=None) returning, per chunk (a list of
+    (prompt index, sample index) rows), `_sample_loop`'s results for it. `limits`: per-row token
+    budgets, one list per chunk; `on_done(i)` is called as chunk i finishes. The fast path decodes
+    the chunks as one stream (continuous batching), the loop one chunk after another."""
+    from pipeline.sampling import fast
+
+    name = resolve_method(model, method)
+    if name == "generate":
+        raise ValueError("decode_chunks: 'generate' has no per-row budgets or per-token log-probs")
+    if name == "fast":
+        return fast.sample_chunks
+
+    def loop(model, tokenizer, prompt_ids, chunks, *, temperature, top_p, max_new_tokens, generator,
+             batch_size=None, limits=None, per_token=False, on_done=None):  # noqa: ARG001 - one chunk at a time
+        outs = []
+        for i, chunk in enumerate(chunks):
+            outs.append(_sample_loop(model, tokenizer, prompt_ids, chunk, temperature=temperature, top_p=top_p,
+                                     max_new_tokens=max_new_tokens, generator=generator,
+                                     limits=None if limits is None else limits[i], per_token=per_token))
+            if on_done is not None:
+                on_done(i)
+        return outs
+
+    return loop
+
+
+def chunk_work(n_prompts: int, n: int, batch_size: int, by_prompt: bool) -> list[list[tuple[int, int]]]:
+    """The (prompt, sample) rows in (prompt, sample) order, cut into chunks of at most `batch_size`.
+
+    `by_prompt` (the fast path): a chunk never mixes prompts when a prompt has more than half a
+    batch of samples, so each chunk shares one prompt's cache; smaller groups are packed whole."""
+    work = [(p, s) for p in range(n_prompts) for s in range(n)]
+    if not by_prompt:
+        return [work[start:start + batch_size] for start in range(0, len(work), batch_size)]
+    if 2 * n > batch_size:
+        return [work[p * n + start:p * n + min(n, start + batch_size)]
+                for p in range(n_prompts) for start in range(0, n, batch_size)]
+    per = batch_size // n
+    return [work[start * n:(start + per) * n] for start in range(0, n_prompts, per)]
+
+
 def process_logits(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
     """Log-probs of the sampling distribution after temperature and top-p (-inf outside the nucleus)."""
     logits = logits.float()
@@ -75,7 +144,7 @@ def _draw(sample_lp: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, temperature: float = 1.0,
            top_p: float = 1.0, max_new_tokens: int = 128, batch_size: int = 256, seed: int = 0,
-           progress: bool = False, method: str = "loop", desc: str = "sample", bar=None,
+           progress: bool = False, method: str = "auto", desc: str = "sample", bar=None,
            num_threads: int = 0) -> list[dict]:
     """`n` samples of each prompt, as records in (prompt, sample) order (see the module docstring).
 
@@ -89,8 +158,7 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, temperature:
     if temperature < 0 or not 0.0 < top_p <= 1.0:
         raise ValueError(f"temperature={temperature} must be >= 0 and top_p={top_p} in (0, 1]")
     prompt_ids = encode_prompts(tokenizer, prompts)
-    work = [(p, s) for p in range(len(prompts)) for s in range(n)]
-    fn = {"loop": _sample_loop, "generate": _sample_generate}[method]
+    name = resolve_method(model, method)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
@@ -101,12 +169,22 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, temperature:
     own_bar = bar is None and progress
     if own_bar:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(work), desc=desc, unit="sample", dynamic_ncols=True)
+        bar = tqdm(total=len(prompts) * n, desc=desc, unit="sample", dynamic_ncols=True)
+    chunks = chunk_work(len(prompts), n, batch_size, by_prompt=name == "fast")
     try:
-        for start in range(0, len(work), batch_size):
-            chunk = work[start:start + batch_size]
-            out = fn(model, tokenizer, prompt_ids, chunk, temperature=temperature, top_p=top_p,
-                     max_new_tokens=max_new_tokens, generator=generator)
+        if name == "generate":
+            outs = []
+            for chunk in chunks:
+                outs.append(_sample_generate(model, tokenizer, prompt_ids, chunk, temperature=temperature,
+                                             top_p=top_p, max_new_tokens=max_new_tokens, generator=generator))
+                if bar is not None:
+                    bar.update(len(chunk))
+        else:
+            done = (lambda i: bar.update(len(chunks[i]))) if bar is not None else None
+            outs = decode_chunks(model, name)(model, tokenizer, prompt_ids, chunks, temperature=temperature,
+                                              top_p=top_p, max_new_tokens=max_new_tokens, generator=generator,
+                                              batch_size=batch_size, on_done=done)
+        for chunk, out in zip(chunks, outs):
             for (p, s), (toks, logp, slp, finished) in zip(chunk, out):
                 records.append({
                     "prompt_idx": p, "sample_idx": s,
@@ -114,8 +192,6 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, temperature:
                     "token_ids": toks, "logp": logp, "sample_logp": slp,
                     "num_tokens": len(toks), "finished": finished,
                 })
-            if bar is not None:
-                bar.update(len(chunk))
     finally:
         if own_bar:
             bar.close()

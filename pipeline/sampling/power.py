@@ -86,32 +86,32 @@ class ProposalEngine(Protocol):
 
 class HFProposal:
     """The proposal q = a transformers causal LM at `temperature` (and `top_p`), through the `hf`
-    sampler's decode loop (per-row token budgets, per-token log-probs)."""
+    sampler's decode loop (per-row token budgets, per-token log-probs); `method` picks the loop as
+    the `hf` sampler does (pipeline/sampling/hf.py: "auto", "fast" or "loop")."""
 
     def __init__(self, model, tokenizer, *, temperature: float, top_p: float = 1.0, batch_size: int = 256,
-                 generator: torch.Generator):
+                 generator: torch.Generator, method: str = "auto"):
         if temperature <= 0:
             raise ValueError("the proposal temperature must be > 0 (MH needs q > 0 where p > 0)")
         self.model, self.tokenizer = model, tokenizer
         self.temperature, self.top_p = float(temperature), float(top_p)
         self.batch_size = int(batch_size)
         self.generator = generator
+        self.method = method
 
     @torch.no_grad()
     def extend(self, prefixes, limits):
-        from pipeline.sampling.hf import _sample_loop
+        from pipeline.sampling.hf import decode_chunks
 
-        out: list[Extension] = []
-        for start in range(0, len(prefixes), self.batch_size):
-            rows = list(range(start, min(len(prefixes), start + self.batch_size)))
-            budget = [int(limits[i]) for i in rows]
-            # _sample_loop prefills each distinct prefix once; here every row is its own "prompt".
-            done = _sample_loop(self.model, self.tokenizer, [list(prefixes[i]) for i in rows],
-                                [(j, 0) for j in range(len(rows))], temperature=self.temperature,
-                                top_p=self.top_p, max_new_tokens=max(budget), generator=self.generator,
-                                limits=budget, per_token=True)
-            out += [Extension(toks, lp, slp, fin) for toks, lp, slp, fin in done]
-        return out
+        # every row is its own "prompt" (the decoder prefills each distinct prefix once)
+        chunks = [[(j, 0) for j in range(start, min(len(prefixes), start + self.batch_size))]
+                  for start in range(0, len(prefixes), self.batch_size)]
+        done = decode_chunks(self.model, self.method)(
+            self.model, self.tokenizer, [list(p) for p in prefixes], chunks, temperature=self.temperature,
+            top_p=self.top_p, max_new_tokens=max(int(x) for x in limits), generator=self.generator,
+            batch_size=self.batch_size, limits=[[int(limits[j]) for j, _ in chunk] for chunk in chunks],
+            per_token=True)
+        return [Extension(toks, lp, slp, fin) for out in done for toks, lp, slp, fin in out]
 
 
 @dataclass
@@ -185,12 +185,13 @@ def resolve_proposal_temperature(gamma: float, proposal_temperature: float) -> f
 def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, gamma: float = 4.0, block_size: int = 16,
            mcmc_steps: int = 4, proposal_temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128,
            batch_size: int = 256, seed: int = 0, bar=None, num_threads: int = 0,
-           engine: ProposalEngine | None = None) -> list[dict]:
+           engine: ProposalEngine | None = None, method: str = "auto") -> list[dict]:
     """`n` power samples of each prompt, as the `hf` sampler's records (pipeline/sampling/hf.py) plus
     `generated_tokens` (proposal tokens spent on the sample, rejected ones included),
     `mh_proposals` and `mh_accepted`. `sample_logp` is the summed log-prob of the final tokens under
     the proposal draws that produced them (the power distribution itself has no tractable
-    normaliser). `engine` defaults to `HFProposal` on `model`; deterministic given `seed`."""
+    normaliser). `engine` defaults to `HFProposal` on `model` (decode path `method`); deterministic
+    given `seed`."""
     if n < 1 or batch_size < 1:
         raise ValueError("n and batch_size must be >= 1")
     device = next(model.parameters()).device
@@ -199,7 +200,7 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, gamma: float
     rng = np.random.default_rng([int(seed) % 2**32, 1])  # MH decisions: a stream apart from the proposal's
     if engine is None:
         engine = HFProposal(model, tokenizer, temperature=resolve_proposal_temperature(gamma, proposal_temperature),
-                            top_p=top_p, batch_size=batch_size, generator=generator)
+                            top_p=top_p, batch_size=batch_size, generator=generator, method=method)
     prompt_ids = encode_prompts(tokenizer, prompts)
     work = [(p, s) for p in range(len(prompts)) for s in range(n)]
     threads_before = torch.get_num_threads()
@@ -207,13 +208,13 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, gamma: float
         torch.set_num_threads(int(num_threads))
     records: list[dict] = []
     try:
-        for start in range(0, len(work), batch_size):
-            chunk = work[start:start + batch_size]
-            chains = run_chains(engine, [prompt_ids[p] for p, _ in chunk], gamma=gamma, block_size=block_size,
-                                mcmc_steps=mcmc_steps, max_new_tokens=max_new_tokens, rng=rng)
-            records += [chain_record(tokenizer, p, s, c) for (p, s), c in zip(chunk, chains)]
-            if bar is not None:
-                bar.update(len(chunk))
+        # every chain at once: the engine decodes each round of proposals in batches of batch_size
+        # (the fast path as one stream, see pipeline/sampling/fast.py)
+        chains = run_chains(engine, [prompt_ids[p] for p, _ in work], gamma=gamma, block_size=block_size,
+                            mcmc_steps=mcmc_steps, max_new_tokens=max_new_tokens, rng=rng)
+        records += [chain_record(tokenizer, p, s, c) for (p, s), c in zip(work, chains)]
+        if bar is not None:
+            bar.update(len(work))
     finally:
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)

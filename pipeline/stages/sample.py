@@ -30,7 +30,7 @@ from pipeline.prompts import build_prompts, needs_tokenizer, proofs_for
 from pipeline.faults import maybe_die
 from pipeline.store import Artifact, Shards, stable_hash, write_parquet
 
-VERSION = 1
+VERSION = 2  # 2: the hf sampler's fast decode path (sampler.method=auto) draws other tokens for a seed
 COLUMNS = ["theorem_id", "statement", "sample_idx", "completion", "proof", "logp", "sample_logp",
            "num_tokens", "finished", "token_ids"]
 POWER_COLUMNS = ["generated_tokens", "mh_proposals", "mh_accepted"]
@@ -68,6 +68,8 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
         "max_new_tokens": int(max_new_tokens), "seed": int(seed), "batch_size": int(batch_size),
         "prompts_per_shard": int(prompts_per_shard), "dtype": cfg.model.dtype,
     }
+    if plain_sampler(cfg.sampler) == "hf":  # the decode path decides which tokens a seed draws
+        key_cfg["method"] = str(cfg.sampler.get("method", "auto"))
     if power is not None:  # plain samples keep the key they always had
         key_cfg["power"] = dict(power)
     art = ctx.store.artifact("sample", key_cfg, inputs={"model": model_art}, version=VERSION)
@@ -173,7 +175,7 @@ def open_sampler(cfg, model_path: str, power: dict | None = None):
         model, tokenizer = load(model_path, cfg.model.device, cfg.model.dtype)
 
         def draw(texts, *, temperature, **kw):  # noqa: ARG001 - see the docstring
-            return power_sample(model, tokenizer, texts, **power, **kw)
+            return power_sample(model, tokenizer, texts, **power, method=cfg.sampler.get("method", "auto"), **kw)
 
         return draw, lambda: None
     from pipeline.config import plain_sampler
@@ -191,7 +193,7 @@ def open_sampler(cfg, model_path: str, power: dict | None = None):
         from pipeline.sampling.hf import sample
 
         model, tokenizer = load(model_path, cfg.model.device, cfg.model.dtype)
-        return partial(sample, model, tokenizer), lambda: None
+        return partial(sample, model, tokenizer, method=cfg.sampler.get("method", "auto")), lambda: None
     raise ValueError(f"sampler.name={name!r}: expected 'hf' or 'vllm'")
 
 

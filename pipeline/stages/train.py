@@ -49,6 +49,8 @@ def run(ctx: Context) -> Artifact:
                cfg.model.prompt_style], "verifier": cfg.verifier.backend}
     if cfg.train.mode == "online":
         key_cfg["sampler"] = {k: cfg.sampler[k] for k in ("samples_per_prompt", "temperature", "top_p", "max_new_tokens")}
+        if plain_sampler(cfg.sampler) == "hf":
+            key_cfg["sampler"]["method"] = cfg.sampler.get("method", "auto")
     art = ctx.store.artifact("train", key_cfg, inputs={"base": base, "base_samples": base_samples}, version=VERSION)
     if art.done:
         ctx.announce("train", art, reused=True)
@@ -229,7 +231,7 @@ class Trainer:
             from functools import partial
 
             from pipeline.sampling.hf import sample
-            return partial(sample, self.policy, self.tokenizer)
+            return partial(sample, self.policy, self.tokenizer, method=self.cfg.sampler.get("method", "auto"))
         from pipeline.sampling.vllm import VLLMSampler
 
         folder = self.work / "policy-for-sampler"  # written by _save_policy_for_sampler
