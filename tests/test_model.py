@@ -278,3 +278,96 @@ def test_collate_labels_the_completion_and_the_prompt_apart():
     assert prompt_labels.tolist() == [[-100, -100, -100, -100], [-100, 10, 11, -100]]
     ids, mask, labels, prompt_labels = collate([[1, 10, 11, 12]], [[2]], np.array([0]), pad_id=0)
     assert prompt_labels.tolist() == [[-100, 10, 11, 12, -100]] and labels.tolist() == [[-100, -100, -100, -100, 2]]
+
+
+def test_pretrain_loss_is_the_mean_next_token_loss_of_each_part(tiny):
+    """pretrain_loss against cross-entropy written out on the shifted logits: the completion loss,
+    and the objective adding the weighted prompt loss; the same gradients."""
+    import numpy as np
+
+    from pipeline.stages.pretrain import collate, pretrain_loss
+
+    model, tok = tiny
+    p_ids = encode_prompts(tok, [p for p, _ in CORPUS])
+    c_ids = encode_completions(tok, [c for _, c in CORPUS])
+    ids, mask, labels, prompt_labels = collate(p_ids, c_ids, np.arange(len(CORPUS)), tok.pad_token_id)
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    lp = torch.log_softmax(logits.float(), -1)
+
+    def mean_nll(target):
+        target = target[:, 1:]
+        keep = target != -100
+        return -lp.gather(-1, target.clamp(min=0)[..., None])[..., 0][keep].mean()
+
+    expected = mean_nll(labels) + 0.5 * mean_nll(prompt_labels)
+    expected.backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    loss, objective, n_tok = pretrain_loss(model, ids, mask, labels, prompt_labels, 0.5)
+    objective.backward()
+    assert n_tok == sum(len(c) for c in c_ids)
+    torch.testing.assert_close(loss, mean_nll(labels), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(objective, expected, atol=1e-6, rtol=1e-6)
+    for p, g in zip(model.parameters(), want):
+        torch.testing.assert_close(p.grad, g, atol=1e-6, rtol=1e-5)
+    model.zero_grad(set_to_none=True)
+    assert pretrain_loss(model, ids, mask, labels, prompt_labels, 0.0)[1] == loss
+
+
+def test_length_buckets_cover_every_row_once_and_cut_the_padding():
+    from pipeline.model import length_buckets
+
+    prompt_lens = [30, 34, 31, 40] * 16
+    completion_lens = [10, 12, 90, 25, 11, 14, 60, 20] * 8
+    groups = length_buckets(prompt_lens, completion_lens)
+    assert sorted(i for g in groups for i in g) == list(range(64))
+    computed = sum(len(g) * (max(prompt_lens[i] for i in g) + max(completion_lens[i] for i in g)) for g in groups)
+    assert 1 < len(groups) < 64 and computed < 0.6 * 64 * (40 + 90)
+    assert length_buckets([5] * 8, [7] * 8) == [list(range(8))]  # nothing to gain: one pass
+
+
+@pytest.mark.parametrize("share_prompts", [True, False])
+def test_bucketed_scoring_equals_one_padded_batch(tiny, share_prompts, monkeypatch):
+    """Rows scored in length buckets, each distinct prompt run once (or, for a model whose cache
+    cannot be shared, with the rows), get the numbers and gradients of one padded batch, in the
+    caller's row order."""
+    import pipeline.model as model_mod
+
+    model, tok = tiny
+    assert model_mod._full_attention(model)
+    if not share_prompts:
+        monkeypatch.setattr(model_mod, "_full_attention", lambda m: False)
+    p_ids = encode_prompts(tok, [p for p, _ in CORPUS] * 3)
+    c_ids = encode_completions(tok, [c for _, c in CORPUS] + [c[:3] for _, c in CORPUS] + [c * 4 for _, c in CORPUS])
+    from pipeline.model import length_buckets
+
+    assert len(length_buckets([len(p) for p in p_ids], [len(c) for c in c_ids])) > 1
+    out = {}
+    for buckets in (False, True):
+        model.zero_grad(set_to_none=True)
+        lp, mask, ent = completion_logprobs(model, p_ids, c_ids, temperature=0.8, return_entropy=True, buckets=buckets)
+        (lp.sum() + ent.sum()).backward()
+        out[buckets] = (lp, mask, ent, [p.grad.clone() for p in model.parameters()])
+    model.zero_grad(set_to_none=True)
+    (a, ma, ea, ga), (b, mb, eb, gb) = out[False], out[True]
+    assert torch.equal(ma, mb) and a.shape == b.shape
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ea, eb, atol=1e-5, rtol=1e-5)
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+
+
+def test_scoring_a_gpt2_in_buckets(tiny):
+    """Another architecture through the shared-prompt path: the numbers of one padded batch."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, tok = tiny
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=2, n_head=2)).eval()
+    p_ids = encode_prompts(tok, [p for p, _ in CORPUS] * 2)
+    c_ids = encode_completions(tok, [c for _, c in CORPUS] + [c[:2] for _, c in CORPUS])
+    with torch.no_grad():
+        a, ma = completion_logprobs(gpt2, p_ids, c_ids, buckets=False, pad_id=tok.pad_token_id)
+        b, mb = completion_logprobs(gpt2, p_ids, c_ids, buckets=True, pad_id=tok.pad_token_id)
+    assert torch.equal(ma, mb)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -42,7 +42,8 @@ from pipeline.data import load_theorems, resolve_path
 from pipeline.faults import maybe_die
 from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 
-VERSION = 1
+VERSION = 2  # 2: one log-softmax for both losses (pretrain_loss): the same loss, other float rounding
+EXTERNAL_VERSION = 1  # an external model's artifact only records its path
 ARCH_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "max_length")
 
 
@@ -77,7 +78,7 @@ def _external(ctx: Context) -> Artifact:
     path = ctx.cfg.model.path
     local = Path(path).expanduser()
     target = str(local.resolve()) if local.exists() else path  # a local folder, else a hub name
-    art = ctx.store.artifact("pretrain", {"external": target}, version=VERSION)
+    art = ctx.store.artifact("pretrain", {"external": target}, version=EXTERNAL_VERSION)
     if not art.done:
         with ctx.store.lock(art):
             if not art.done:
@@ -204,6 +205,28 @@ def collate(prompt_ids: list, completion_ids: list, rows: np.ndarray, pad_id: in
     return ids, mask, labels, prompt_labels
 
 
+def pretrain_loss(model, ids, mask, labels, prompt_labels, prompt_loss_weight: float):
+    """(completion loss, objective, completion tokens) of one batch: the mean next-token loss on the
+    completion tokens, plus `prompt_loss_weight` × the mean loss on the prompt's tokens.
+
+    One log-softmax over every position serves both losses, and the targets are shifted instead of
+    the logits (a slice of the logits would be copied, and so would its gradient)."""
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    logp = torch.log_softmax(logits.float().view(-1, logits.shape[-1]), -1)
+    end = torch.full((len(ids), 1), -100, dtype=labels.dtype)
+
+    def mean_nll(target):  # position j predicts token j + 1
+        target = torch.cat([target[:, 1:], end], 1).view(-1)
+        count = int((target != -100).sum())
+        return torch.nn.functional.nll_loss(logp, target, ignore_index=-100, reduction="sum") / max(1, count), count
+
+    loss, n_tok = mean_nll(labels)
+    objective = loss
+    if prompt_loss_weight > 0:
+        objective = loss + prompt_loss_weight * mean_nll(prompt_labels)[0]
+    return loss, objective, n_tok
+
+
 def lr_factor(step: int, warmup: int, total: int, floor: float = 0.1) -> float:
     if step < warmup:
         return (step + 1) / max(1, warmup)
@@ -284,17 +307,7 @@ class Pretrainer:
         while step < total:
             rows = batches.batch(step)
             ids, mask, labels, prompt_labels = collate(prompt_ids, completion_ids, rows, pad)
-            out = model(input_ids=ids, attention_mask=mask, use_cache=False)
-            logits = out.logits[:, :-1].float().reshape(-1, out.logits.shape[-1])
-            target = labels[:, 1:]
-            n_tok = int((target != -100).sum())
-            loss = torch.nn.functional.cross_entropy(logits, target.reshape(-1), ignore_index=-100,
-                                                     reduction="sum") / max(1, n_tok)
-            objective = loss
-            if pc.prompt_loss_weight > 0:
-                prompt_target = prompt_labels[:, 1:].reshape(-1)
-                objective = loss + pc.prompt_loss_weight * torch.nn.functional.cross_entropy(
-                    logits, prompt_target, ignore_index=-100, reduction="sum") / max(1, int((prompt_target != -100).sum()))
+            loss, objective, n_tok = pretrain_loss(model, ids, mask, labels, prompt_labels, pc.prompt_loss_weight)
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -32,7 +32,10 @@ from pipeline.model import completion_logprobs, encode_prompts, load, model_dir,
 from pipeline.objectives import ObjectiveBatch, compute_loss
 from pipeline.store import Artifact, read_parquet, write_parquet
 
-VERSION = 2  # 2: steps without gradient signal are skipped (train.skip_empty_steps)
+# 2: steps without gradient signal are skipped (train.skip_empty_steps)
+# 3: scoring and steps share each prompt's forward pass and run in length buckets (completion_logprobs):
+#    the same numbers up to float rounding
+VERSION = 3
 
 
 def run(ctx: Context) -> Artifact:
