@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import os
 import subprocess
 import sys
 import traceback
@@ -40,11 +41,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 class PrepareShared(Callback):
-    def __init__(self, enabled: bool | str = "auto", stages: list | None = None, threads: int = 0):
+    def __init__(self, enabled: bool | str = "auto", stages: list | None = None, threads: int = 1,
+                 workers: int = 0):
         self.enabled = enabled
-        # torch threads for the shared stages: 0 = every core (no job runs yet). On a machine that is
-        # busy with other work say 1: two intra-op threads fighting for one free core run ~10× slower.
+        # torch threads per process for the shared stages (0 = every core). One: on the tiny model a
+        # second intra-op thread gains little on free cores and costs several-fold on busy ones
+        # (docs/results.md, "Throughput"); the cores are used by processes instead:
         self.threads = threads
+        # sampler.workers for the shared stages' sampling (train-split samples, base evaluation):
+        # processes drawing shards at once, 0 = one per core
+        self.workers = workers
         self.stages = list(stages) if stages is not None else ["pretrain", "verify", "evaluate_base"]
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -63,6 +69,7 @@ class PrepareShared(Callback):
         with open_dict(cfg):
             del cfg["hydra"]
         cfg.threads = self.threads
+        cfg.sampler.workers = int(self.workers) or (os.cpu_count() or 1)
         run_dir = Path(str(config.hydra.sweep.dir)).resolve() / SHARED_DIR
         print(f"\n[sweep] building what every job shares ({', '.join(self.stages)}) in {run_dir}", file=sys.stderr, flush=True)
         ctx = build_context(cfg, run_dir, job_type="shared")

@@ -59,7 +59,13 @@ class PretrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     checkpoint_every: int = 500
-    num_threads: int = 0  # 0: torch default
+    num_threads: int = 0  # 0: torch default (with processes > 1: 1 per process)
+    # Data-parallel processes: each computes the gradient of its share of every batch, the shares
+    # are summed (gloo), all take the same step. Every step waits for the slowest process, so it
+    # pays only on cores free for this run: on the shared 2-core machine it was slower than one
+    # process (docs/results.md, "Throughput"); time a short run both ways first. Part of the
+    # artifact key: the sum of the shares rounds differently from one process's.
+    processes: int = 1
 
 
 @dataclass
@@ -139,6 +145,10 @@ class SamplerConfig:
     # CPU threads while sampling (0: the process's, see `threads`). On a CPU shared with other jobs
     # use 1: a decode step is hundreds of small ops, and each waits for the slowest thread.
     num_threads: int = 0
+    # Processes drawing the sample stage's shards at once (hf and power-on-hf samplers), one torch
+    # thread each unless num_threads says otherwise: a second process, not a second thread, is what
+    # a second core is good for here (docs/results.md, "Throughput"). The samples do not depend on it.
+    workers: int = 1
     # sampler=hf only (pipeline/sampling/hf.py): the decode path. auto: the lean Llama decoder
     # (pipeline/sampling/fast.py) where it covers the model, else the transformers decode loop;
     # fast | loop | generate force one (fast refuses a model it does not cover).
@@ -293,6 +303,11 @@ def validate(cfg) -> None:
         raise ValueError("train.strategy=fsdp with train.mode=online needs sampler=vllm")
     if cfg.sampler.name not in ("hf", "vllm", "power"):
         raise ValueError(f"sampler.name={cfg.sampler.name!r}: expected 'hf', 'vllm' or 'power'")
+    if cfg.pretrain.processes < 1 or cfg.pretrain.processes > cfg.pretrain.batch_size:
+        raise ValueError(f"pretrain.processes={cfg.pretrain.processes} must lie in [1, pretrain.batch_size="
+                         f"{cfg.pretrain.batch_size}]")
+    if cfg.sampler.workers < 1:
+        raise ValueError(f"sampler.workers={cfg.sampler.workers} must be >= 1")
     if cfg.sampler.method not in ("auto", "fast", "loop", "generate"):
         raise ValueError(f"sampler.method={cfg.sampler.method!r}: expected auto, fast, loop or generate")
     if not 0.0 < cfg.sampler.gpu_memory_utilization <= 1.0:

@@ -46,6 +46,28 @@ def newest_model() -> Path | None:
     return found[-1].parent if found else None
 
 
+def pass_rates(recs, theorems, texts):
+    """Each theorem's fraction of samples the prop checker accepts."""
+    import numpy as np
+
+    from lean_env.verifier import Item, get_backend
+    from pipeline.prompts import completion_to_proof
+
+    backend = get_backend("prop")
+    stmts = theorems["statement"].tolist()
+    items = [Item(f"{r['prompt_idx']}#{r['sample_idx']}", stmts[r["prompt_idx"]],
+                  completion_to_proof("prop", stmts[r["prompt_idx"]], texts[r["prompt_idx"]], r["completion"], "by"))
+             for r in recs]
+    from pipeline.stages.verify import verify_proofs
+
+    passed = np.zeros(len(texts))
+    counts = np.zeros(len(texts))
+    for r, res in zip(recs, verify_proofs(items, backend, prompt_style="prop")):
+        counts[r["prompt_idx"]] += 1
+        passed[r["prompt_idx"]] += res.verdict == "pass"
+    return passed / np.maximum(counts, 1)
+
+
 def main() -> None:
     conf_model = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(ROOT / "conf/model/tiny_prop.yaml"))
     conf_sampler = OmegaConf.merge(OmegaConf.structured(SamplerConfig), OmegaConf.load(ROOT / "conf/sampler/hf.yaml"))
@@ -60,6 +82,9 @@ def main() -> None:
     ap.add_argument("--methods", default="loop,fast")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    ap.add_argument("--verify", action="store_true",
+                    help="check every sample with the prop checker and print each method's pass@1 ± its standard "
+                         "error over theorems, and the paired difference to the first method")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,6 +113,7 @@ def main() -> None:
     for m in methods:  # warm-up
         sampler.sample(model, tok, texts[:1], n=8, max_new_tokens=8, batch_size=8, method=m)
     results: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in methods}
+    rates: dict[str, list] = {m: [] for m in methods}
     for rep in range(args.repeats):
         roof, rate = roofline_tokens_per_s(model, rows)
         print(f"repeat {rep}: matmul roofline at {rows} rows {rate / 1e9:.1f} GFLOP/s = {roof:,.0f} tokens/s", flush=True)
@@ -100,6 +126,8 @@ def main() -> None:
             tokens = sum(r["num_tokens"] for r in recs)
             finished = sum(r["finished"] for r in recs) / len(recs)
             results[m].append((len(recs) / dt, tokens / dt, tokens / cpu / roof, len(recs) / cpu))
+            if args.verify:
+                rates[m].append(pass_rates(recs, theorems, texts))
             print(f"  {m:9s} {len(recs) / dt:8.1f} samples/s {tokens / dt:9.0f} tokens/s  ratio {tokens / cpu / roof:.3f}"
                   f"  ({dt:.1f}s wall, {cpu:.1f}s CPU, {tokens / len(recs):.1f} tokens/sample, finished {finished:.2f})",
                   flush=True)
@@ -112,6 +140,15 @@ def main() -> None:
         print(f"  {m:9s} samples/s {statistics.median(sps):8.1f} / {max(sps):8.1f}   "
               f"tokens/s {statistics.median(tps):9.0f} / {max(tps):9.0f}   roofline ratio {statistics.median(ratio):.3f} / "
               f"{max(ratio):.3f}   x{speedup:.2f} vs {first} (CPU time x{speedup_cpu:.2f})")
+    if args.verify:  # per theorem pass rates, averaged over the repeats
+        import numpy as np
+
+        per = {m: np.mean(r, axis=0) for m, r in rates.items()}
+        print(f"pass@1 over {len(texts)} theorems (prop checker), mean ± standard error over theorems:")
+        for m, r in per.items():
+            diff = r - per[first]
+            print(f"  {m:9s} pass@1 {r.mean():.4f} ± {r.std(ddof=1) / np.sqrt(len(r)):.4f}   "
+                  f"minus {first}: {diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(len(r)):.4f} (paired)")
 
 
 if __name__ == "__main__":

@@ -288,6 +288,7 @@ def test_pretrain_loss_is_the_mean_next_token_loss_of_each_part(tiny):
     from pipeline.stages.pretrain import collate, pretrain_loss
 
     model, tok = tiny
+    model.zero_grad(set_to_none=True)
     p_ids = encode_prompts(tok, [p for p, _ in CORPUS])
     c_ids = encode_completions(tok, [c for _, c in CORPUS])
     ids, mask, labels, prompt_labels = collate(p_ids, c_ids, np.arange(len(CORPUS)), tok.pad_token_id)
@@ -371,3 +372,39 @@ def test_scoring_a_gpt2_in_buckets(tiny):
         b, mb = completion_logprobs(gpt2, p_ids, c_ids, buckets=True, pad_id=tok.pad_token_id)
     assert torch.equal(ma, mb)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_data_parallel_pretraining_resumes_exactly_and_matches_one_process(tmp_path, monkeypatch):
+    """pretrain.processes=2: two processes share each batch. A run killed midway (in the stage's
+    own process) and restarted ends with the weights of an uninterrupted one, and those are the
+    single-process run's up to float rounding (the same batches, the same summed gradient)."""
+    from safetensors.torch import load_file
+
+    from pipeline.stages import pretrain
+
+    def ctx(root, processes):
+        c = pretrain_ctx(root)
+        c.cfg.pretrain.processes = processes
+        c.cfg.pretrain.num_threads = 1
+        return c
+
+    one = pretrain.run(ctx(tmp_path / "one", 1))
+    two = pretrain.run(ctx(tmp_path / "two", 2))
+    assert two.key != one.key and two.meta["steps"] == 12
+
+    class Killed(Exception):
+        pass
+
+    def die(stage, counter, value):
+        if (stage, counter, value) == ("pretrain", "step", 6):
+            raise Killed
+
+    monkeypatch.setattr(pretrain, "maybe_die", die)
+    with pytest.raises(Killed):
+        pretrain.run(ctx(tmp_path / "killed", 2))
+    monkeypatch.undo()
+    resumed = pretrain.run(ctx(tmp_path / "killed", 2))
+    a, b, c = (load_file(art.path / "model" / "model.safetensors") for art in (two, resumed, one))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert abs(two.meta["final_loss"] - one.meta["final_loss"]) < 1e-3
+    assert max(float((a[k] - c[k]).abs().max()) for k in a) < 1e-2

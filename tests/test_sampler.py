@@ -190,3 +190,16 @@ def test_a_killed_run_resumes_to_the_same_table(model_art, tmp_path, monkeypatch
     assert resumed.key == reference.key
     pd.testing.assert_frame_equal(pd.read_parquet(resumed.file("samples.parquet")),
                                   pd.read_parquet(reference.file("samples.parquet")))
+
+
+def test_shards_drawn_by_two_worker_processes_make_the_same_table(model_art, tmp_path):
+    """sampler.workers=2: two processes draw different shards at once; each shard's samples depend
+    on its own seed only, so the table is the one a single process writes."""
+    one = sample_stage.generate_samples(make_ctx(tmp_path / "one"), model_art, THEOREMS, **SETTINGS)
+    ctx = make_ctx(tmp_path / "two")
+    ctx.cfg.sampler.workers = 2
+    assert sample_stage.sampler_workers(ctx.cfg) == 2
+    two = sample_stage.generate_samples(ctx, model_art, THEOREMS, **SETTINGS)
+    assert two.key == one.key
+    pd.testing.assert_frame_equal(pd.read_parquet(two.file("samples.parquet")), pd.read_parquet(one.file("samples.parquet")))
+    assert two.meta["samples"] == 21

@@ -205,25 +205,29 @@ def collate(prompt_ids: list, completion_ids: list, rows: np.ndarray, pad_id: in
     return ids, mask, labels, prompt_labels
 
 
-def pretrain_loss(model, ids, mask, labels, prompt_labels, prompt_loss_weight: float):
+def pretrain_loss(model, ids, mask, labels, prompt_labels, prompt_loss_weight: float, counts=None):
     """(completion loss, objective, completion tokens) of one batch: the mean next-token loss on the
     completion tokens, plus `prompt_loss_weight` × the mean loss on the prompt's tokens.
 
     One log-softmax over every position serves both losses, and the targets are shifted instead of
-    the logits (a slice of the logits would be copied, and so would its gradient)."""
+    the logits (a slice of the logits would be copied, and so would its gradient). `counts`
+    (completion tokens, prompt tokens) to divide the summed losses by: the whole batch's, when
+    this batch is one process's share of it (data-parallel pretraining); default: this batch's."""
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     logp = torch.log_softmax(logits.float().view(-1, logits.shape[-1]), -1)
     end = torch.full((len(ids), 1), -100, dtype=labels.dtype)
 
-    def mean_nll(target):  # position j predicts token j + 1
+    def mean_nll(target, count):  # position j predicts token j + 1
         target = torch.cat([target[:, 1:], end], 1).view(-1)
-        count = int((target != -100).sum())
-        return torch.nn.functional.nll_loss(logp, target, ignore_index=-100, reduction="sum") / max(1, count), count
+        own = int((target != -100).sum())
+        count = own if count is None else count
+        return torch.nn.functional.nll_loss(logp, target, ignore_index=-100, reduction="sum") / max(1, count), own
 
-    loss, n_tok = mean_nll(labels)
+    n_completion, n_prompt = counts if counts is not None else (None, None)
+    loss, n_tok = mean_nll(labels, n_completion)
     objective = loss
     if prompt_loss_weight > 0:
-        objective = loss + prompt_loss_weight * mean_nll(prompt_labels)[0]
+        objective = loss + prompt_loss_weight * mean_nll(prompt_labels, n_prompt)[0]
     return loss, objective, n_tok
 
 
@@ -237,6 +241,108 @@ def lr_factor(step: int, warmup: int, total: int, floor: float = 0.1) -> float:
 # ---------------------------------------------------------------- training
 
 
+def training_data(cfg, tokenizer, corpus: pd.DataFrame):
+    """(prompt ids, completion ids, lengths, rows of `corpus` used): the examples that fit
+    model.max_length, encoded."""
+    from pipeline.model import encode_completions, encode_prompts
+
+    prompt_ids = encode_prompts(tokenizer, list(corpus["prompt"]))
+    completion_ids = encode_completions(tokenizer, list(corpus["completion"]))
+    lengths = np.array([len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)])
+    idx = np.nonzero(lengths <= cfg.model.max_length)[0]
+    return [prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], lengths[idx], idx
+
+
+def build_training(cfg, tokenizer, total: int):
+    """A fresh model (seeded: the same on every process), its AdamW and its lr schedule."""
+    from pipeline.model import new_model
+
+    pc = cfg.pretrain
+    torch.manual_seed(step_seed(pc.seed, 4))
+    model = new_model(cfg.model, tokenizer)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": pc.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=pc.lr, betas=(0.9, 0.95), eps=1e-8)
+    warmup = min(int(pc.warmup_steps), max(1, total // 10))  # a short run still reaches the peak lr
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+    return model, optimizer, scheduler
+
+
+def train_step(model, optimizer, scheduler, rows, prompt_ids, completion_ids, pad: int, prompt_loss_weight: float,
+               rank: int = 0, world: int = 1):
+    """One optimiser step on the batch `rows`; with `world` > 1 processes, this one computes the
+    gradient of its share rows[rank::world] (normalised by the whole batch's token counts) and the
+    shares are summed (all-reduce) before every process takes the same step.
+    Returns (completion loss of the whole batch, gradient norm)."""
+    counts = (sum(len(completion_ids[i]) for i in rows), sum(len(prompt_ids[i]) - 1 for i in rows))
+    mine = rows[rank::world]
+    ids, mask, labels, prompt_labels = collate(prompt_ids, completion_ids, mine, pad)
+    loss, objective, _ = pretrain_loss(model, ids, mask, labels, prompt_labels, prompt_loss_weight, counts)
+    optimizer.zero_grad(set_to_none=True)
+    objective.backward()
+    loss = loss.detach()
+    if world > 1:
+        params = [p for p in model.parameters() if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+                         + [loss.reshape(1)])
+        torch.distributed.all_reduce(flat)
+        at = 0
+        for p in params:
+            p.grad = flat[at:at + p.numel()].view_as(p).clone()
+            at += p.numel()
+        loss = flat[-1]
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    return float(loss), float(grad_norm)
+
+
+def _helper(rank: int, world: int, init_file: str, work: str, cfg_container: dict, threads: int) -> None:
+    """A data-parallel pretraining process (ranks 1..world-1; rank 0 is the stage's own process):
+    the same data, model and schedule as rank 0, its share of every batch, no logging or files."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(threads)
+    cfg = OmegaConf.create(cfg_container)
+    _init_group(init_file, rank, world)
+    try:
+        work_dir = Path(work)
+        tokenizer = AutoTokenizer.from_pretrained(str(work_dir / "tokenizer"))
+        prompt_ids, completion_ids, lengths, _ = training_data(cfg, tokenizer, read_parquet(work_dir / "corpus.parquet"))
+        total = int(cfg.pretrain.steps)
+        model, optimizer, scheduler = build_training(cfg, tokenizer, total)
+        step = _load_checkpoint(work_dir / "checkpoint.pt", model, optimizer, scheduler)
+        batches = Batches(lengths, int(cfg.pretrain.batch_size), step_seed(cfg.pretrain.seed, 5))
+        while step < total:
+            train_step(model, optimizer, scheduler, batches.batch(step), prompt_ids, completion_ids,
+                       tokenizer.pad_token_id, float(cfg.pretrain.prompt_loss_weight), rank, world)
+            step += 1
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _init_group(init_file: str, rank: int, world: int) -> None:
+    import datetime
+
+    # a lost peer ends the wait within minutes instead of gloo's default half hour
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                                         timeout=datetime.timedelta(minutes=5))
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["step"])
+
+
 class Pretrainer:
     def __init__(self, ctx: Context, art: Artifact):
         self.ctx, self.cfg, self.pc, self.art = ctx, ctx.cfg, ctx.cfg.pretrain, art
@@ -248,7 +354,7 @@ class Pretrainer:
     def fit(self) -> dict:
         from transformers import AutoTokenizer
 
-        from pipeline.model import encode_completions, encode_prompts, new_model, set_progress, train_tokenizer
+        from pipeline.model import set_progress, train_tokenizer
 
         cfg, pc = self.cfg, self.pc
         set_progress(bool(cfg.progress))
@@ -268,17 +374,10 @@ class Pretrainer:
             texts = list(pd.unique(corpus["prompt"])) + list(corpus["completion"])
             tokenizer = train_tokenizer(texts, cfg.model.vocab_size)
             tokenizer.save_pretrained(str(tok_dir))
-        prompt_ids = encode_prompts(tokenizer, list(corpus["prompt"]))
-        completion_ids = encode_completions(tokenizer, list(corpus["completion"]))
-        lengths = np.array([len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)])
-        fits = lengths <= cfg.model.max_length
-        idx = np.nonzero(fits)[0]
-        prompt_ids = [prompt_ids[i] for i in idx]
-        completion_ids = [completion_ids[i] for i in idx]
-        lengths = lengths[idx]
+        prompt_ids, completion_ids, lengths, idx = training_data(cfg, tokenizer, corpus)
         comp_lens = np.array([len(c) for c in completion_ids])
         stats.update({
-            "vocab_size": len(tokenizer), "examples_too_long": int((~fits).sum()), "examples_used": int(len(idx)),
+            "vocab_size": len(tokenizer), "examples_too_long": int(len(corpus) - len(idx)), "examples_used": int(len(idx)),
             "mean_prompt_tokens": float(np.mean([len(p) for p in prompt_ids])),
             "mean_completion_tokens": float(comp_lens.mean()),
             "completion_tokens_p50_p90_p99_max": [int(np.percentile(comp_lens, q)) for q in (50, 90, 99, 100)],
@@ -286,50 +385,45 @@ class Pretrainer:
         })
         self.ctx.log.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, stage="pretrain")
 
-        torch.manual_seed(step_seed(pc.seed, 4))
-        model = new_model(cfg.model, tokenizer)
-        model.train()
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": pc.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}],
-                                      lr=pc.lr, betas=(0.9, 0.95), eps=1e-8)
         total = int(pc.steps)
-        warmup = min(int(pc.warmup_steps), max(1, total // 10))  # a short run still reaches the peak lr
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+        model, optimizer, scheduler = build_training(cfg, tokenizer, total)
         step = self._resume(model, optimizer, scheduler)
         batches = Batches(lengths, int(pc.batch_size), step_seed(pc.seed, 5))
         pad = tokenizer.pad_token_id
+        world = int(pc.get("processes", 1))
+        threads_before = torch.get_num_threads()
+        helpers = self._start_helpers(world)
         window_loss, window_tokens, window_all, window_t = 0.0, 0, 0, time.time()
         train_started, trained_tokens = time.time(), 0
         loss_value = float("nan")
         log_every = max(1, min(50, total // 20 or 1))
-        while step < total:
-            rows = batches.batch(step)
-            ids, mask, labels, prompt_labels = collate(prompt_ids, completion_ids, rows, pad)
-            loss, objective, n_tok = pretrain_loss(model, ids, mask, labels, prompt_labels, pc.prompt_loss_weight)
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            loss_value = float(loss.detach())
-            window_loss += loss_value * n_tok
-            window_tokens += n_tok
-            window_all += int(mask.sum())
-            trained_tokens += int(mask.sum())
-            if step % log_every == 0 or step == total:
-                dt = max(time.time() - window_t, 1e-9)
-                self.ctx.log.log({"loss": window_loss / max(1, window_tokens), "lr": scheduler.get_last_lr()[0],
-                                  "grad_norm": float(grad_norm), "tokens_per_s": window_all / dt,
-                                  "completion_tokens_per_s": window_tokens / dt}, step=step, stage="pretrain")
-                print(f"[pretrain] step {step}/{total} loss {window_loss / max(1, window_tokens):.4f} "
-                      f"lr {scheduler.get_last_lr()[0]:.2e} {window_all / dt:.0f} tok/s", flush=True)
-                window_loss, window_tokens, window_all, window_t = 0.0, 0, 0, time.time()
-            if step % int(pc.checkpoint_every) == 0 and step < total:
-                self._checkpoint(model, optimizer, scheduler, step)
-            maybe_die("pretrain", "step", step)
+        try:
+            while step < total:
+                rows = batches.batch(step)
+                loss_value, grad_norm = train_step(model, optimizer, scheduler, rows, prompt_ids, completion_ids, pad,
+                                                   pc.prompt_loss_weight, 0, world)
+                step += 1
+                n_tok = int(sum(len(completion_ids[i]) for i in rows))
+                n_all = int(lengths[rows].sum())
+                window_loss += loss_value * n_tok
+                window_tokens += n_tok
+                window_all += n_all
+                trained_tokens += n_all
+                if step % log_every == 0 or step == total:
+                    dt = max(time.time() - window_t, 1e-9)
+                    self.ctx.log.log({"loss": window_loss / max(1, window_tokens), "lr": scheduler.get_last_lr()[0],
+                                      "grad_norm": grad_norm, "tokens_per_s": window_all / dt,
+                                      "completion_tokens_per_s": window_tokens / dt}, step=step, stage="pretrain")
+                    print(f"[pretrain] step {step}/{total} loss {window_loss / max(1, window_tokens):.4f} "
+                          f"lr {scheduler.get_last_lr()[0]:.2e} {window_all / dt:.0f} tok/s", flush=True)
+                    window_loss, window_tokens, window_all, window_t = 0.0, 0, 0, time.time()
+                if step % int(pc.checkpoint_every) == 0 and step < total:
+                    self._checkpoint(model, optimizer, scheduler, step)
+                maybe_die("pretrain", "step", step)
+        except BaseException:
+            self._stop_helpers(helpers, threads_before, check=False)
+            raise
+        self._stop_helpers(helpers, threads_before)
         seconds_train = time.time() - train_started
         out_dir = self.work / "model"
         model.eval()
@@ -338,7 +432,7 @@ class Pretrainer:
         stats.update({"steps": total, "final_loss": loss_value, "train_seconds": seconds_train,
                       "tokens_per_s": trained_tokens / max(seconds_train, 1e-9),
                       "parameters": int(sum(p.numel() for p in model.parameters())),
-                      "epochs": total / batches.per_epoch})
+                      "epochs": total / batches.per_epoch, "processes": world})
         write_json(self.work / "corpus_stats.json", stats)
         for leftover in ("checkpoint.pt", "corpus.parquet"):
             (self.work / leftover).unlink(missing_ok=True)
@@ -347,6 +441,48 @@ class Pretrainer:
         return {"steps": total, "final_loss": loss_value, "seconds": seconds, "train_seconds": seconds_train,
                 "tokens_per_s": stats["tokens_per_s"], "parameters": stats["parameters"],
                 "examples": stats["examples_used"], "theorems": stats["theorems"]}
+
+    def _start_helpers(self, world: int) -> list:
+        """Processes 1..world-1 of data-parallel pretraining (pretrain.processes), each with
+        pretrain.num_threads torch threads (1 when unset), and this one's process group."""
+        if world <= 1:
+            return []
+        import multiprocessing
+
+        if torch.distributed.is_initialized():
+            raise RuntimeError("pretrain.processes > 1 starts its own process group; this process already has one "
+                               "(run the pretrain stage on its own, without torchrun)")
+        if int(self.pc.batch_size) < world:
+            raise ValueError(f"pretrain.batch_size={self.pc.batch_size} < pretrain.processes={world}")
+        threads = int(self.pc.num_threads) or 1
+        init_file = self.work / "process-group"
+        init_file.unlink(missing_ok=True)
+        spawn = multiprocessing.get_context("spawn")
+        helpers = [spawn.Process(target=_helper, daemon=True,
+                                 args=(rank, world, str(init_file), str(self.work),
+                                       {"model": to_container(self.cfg.model), "pretrain": to_container(self.pc)},
+                                       threads))
+                   for rank in range(1, world)]
+        for h in helpers:
+            h.start()
+        torch.set_num_threads(threads)
+        _init_group(str(init_file), 0, world)
+        return helpers
+
+    def _stop_helpers(self, helpers: list, threads: int, check: bool = True) -> None:
+        """Wait for the helpers (after the last step) or end them (`check=False`: this process failed)."""
+        if not helpers:
+            return
+        torch.distributed.destroy_process_group()
+        torch.set_num_threads(threads)
+        for h in helpers:
+            h.join(timeout=60)
+            if h.is_alive():
+                h.terminate()
+        (self.work / "process-group").unlink(missing_ok=True)
+        failed = [h.exitcode for h in helpers if h.exitcode not in (0, None, -15)]
+        if failed and check:
+            raise RuntimeError(f"pretrain: a data-parallel helper process failed (exit codes {failed})")
 
     def _checkpoint(self, model, optimizer, scheduler, step: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -108,31 +108,23 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
         print(f"[{label}] resuming: {count - len(todo)}/{count} shards already written", flush=True)
     seconds, tokens, drawn = 0.0, 0, 0
     if todo:
-        draw, close = open_sampler(cfg, model_dir(model_art), power)
+        job = _ShardJob(cfg, model_dir(model_art), power, texts, theorems, shards.folder,
+                        dict(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                             batch_size=batch_size), seed, per)
         bar = None
         if cfg.progress:
             from tqdm.auto import tqdm
             already = sum(min(per, len(theorems) - i * per) for i in range(count) if i not in todo) * n
             bar = tqdm(total=len(theorems) * n, initial=already, desc=label, unit="sample", dynamic_ncols=True)
         try:
-            for i in todo:
-                lo, hi = i * per, min(len(theorems), (i + 1) * per)
-                started = time.time()
-                records = draw(texts[lo:hi], n=n, temperature=temperature, top_p=top_p,
-                               max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               seed=shard_seed(seed, i), bar=bar, num_threads=cfg.sampler.get("num_threads", 0))
-                dt = time.time() - started
-                df = _frame(records, theorems.iloc[lo:hi], texts[lo:hi], cfg)
-                shards.write(i, df)
+            for i, dt, size, n_tokens, finished in _run_shards(job, todo, sampler_workers(cfg), bar):
                 seconds += dt
-                tokens += int(df["num_tokens"].sum())
-                drawn += len(df)
-                ctx.log.log({"shard": i, "samples_per_s": len(df) / max(dt, 1e-9),
-                             "tokens_per_s": int(df["num_tokens"].sum()) / max(dt, 1e-9),
-                             "finished": float(df["finished"].mean())}, stage=label)
+                tokens += n_tokens
+                drawn += size
+                ctx.log.log({"shard": i, "samples_per_s": size / max(dt, 1e-9),
+                             "tokens_per_s": n_tokens / max(dt, 1e-9), "finished": finished}, stage=label)
                 maybe_die("sample", "shard", i)
         finally:
-            close()
             if bar is not None:
                 bar.close()
     table = shards.concat(count)
@@ -147,6 +139,87 @@ def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_toke
     if power is not None:  # from the whole table, so a resumed run reports the same numbers
         meta.update(sampling_cost(table))
     return meta
+
+
+def sampler_workers(cfg) -> int:
+    """Processes drawing shards at once: sampler.workers for the in-process samplers (hf, power on
+    hf); vLLM keeps one engine."""
+    from pipeline.config import plain_sampler
+
+    return max(1, int(cfg.sampler.get("workers", 1))) if plain_sampler(cfg.sampler) == "hf" else 1
+
+
+class _ShardJob:
+    """Everything a process needs to draw shards of one samples artifact (picklable for workers)."""
+
+    def __init__(self, cfg, model_path: str, power, texts, theorems, folder, settings: dict, seed: int, per: int):
+        from pipeline.config import to_container
+
+        self.cfg = to_container(cfg)
+        self.model_path, self.power, self.texts, self.theorems = model_path, power, texts, theorems
+        self.folder, self.settings, self.seed, self.per = folder, settings, seed, per
+        self.draw = self.close = None
+
+    def open(self) -> None:
+        from omegaconf import OmegaConf
+
+        self.cfg = OmegaConf.create(self.cfg) if isinstance(self.cfg, dict) else self.cfg
+        self.draw, self.close = open_sampler(self.cfg, self.model_path, self.power)
+
+    def shard(self, i: int, bar=None) -> tuple:
+        """Draw and write shard i; (i, seconds, samples, tokens, finished fraction)."""
+        lo, hi = i * self.per, min(len(self.theorems), (i + 1) * self.per)
+        started = time.time()
+        records = self.draw(self.texts[lo:hi], **self.settings, seed=shard_seed(self.seed, i), bar=bar,
+                            num_threads=self.cfg.sampler.get("num_threads", 0))
+        dt = time.time() - started
+        df = _frame(records, self.theorems.iloc[lo:hi], self.texts[lo:hi], self.cfg)
+        Shards(self.folder).write(i, df)
+        return i, dt, len(df), int(df["num_tokens"].sum()), float(df["finished"].mean())
+
+
+_WORKER_JOB: _ShardJob | None = None
+
+
+def _worker_init(job: _ShardJob, threads: int) -> None:
+    import torch
+
+    global _WORKER_JOB
+    torch.set_num_threads(threads)
+    job.open()
+    _WORKER_JOB = job
+
+
+def _worker_shard(i: int) -> tuple:
+    return _WORKER_JOB.shard(i)
+
+
+def _run_shards(job: _ShardJob, todo: list[int], workers: int, bar):
+    """Yield each shard's stats as it is written: in this process, or on `workers` processes of one
+    torch thread each (sampler.num_threads if set), which draw different shards at once. A shard's
+    samples depend on its own seed only, so the table is the same either way."""
+    if workers <= 1 or len(todo) <= 1:
+        job.open()
+        try:
+            for i in todo:
+                yield job.shard(i, bar)
+        finally:
+            job.close()
+        return
+    import multiprocessing
+
+    threads = int(job.cfg["sampler"].get("num_threads", 0)) or 1
+    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(todo)), initializer=_worker_init,
+                                                     initargs=(job, threads))
+    try:
+        for stats in pool.imap_unordered(_worker_shard, todo):
+            if bar is not None:
+                bar.update(stats[2])
+            yield stats
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def sampling_cost(table: pd.DataFrame) -> dict:
