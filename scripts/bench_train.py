@@ -238,6 +238,8 @@ def bench_round(args, model_path) -> list[str]:
             finally:
                 train_stage.completion_logprobs = real_before
             times["steps"] = c
+            if rep == 0 and name == "old":
+                print("  " + padding_report(df, groups, per_step), flush=True)
             rows_per_step = real / max(1, -(-len(groups) // per_step))
             roof_t, _ = roofline_tokens_per_s(base, int(rows_per_step), training=True)
             gen = int(df["num_tokens"].sum())
@@ -261,6 +263,28 @@ def bench_round(args, model_path) -> list[str]:
                      + f"; sampling ratio {statistics.median(r[2] for r in rs):.3f}, steps ratio "
                        f"{statistics.median(r[3] for r in rs):.3f}; x{speed:.2f} vs old (CPU time)")
     return lines
+
+
+def padding_report(df, groups, per_step) -> str:
+    """Tokens a round's optimiser steps compute in each layout, against the real ones."""
+    from pipeline.model import length_buckets
+
+    real = padded = bucketed = shared = 0
+    for start in range(0, len(groups), per_step):
+        rows = np.concatenate([np.arange(*groups[g]) for g in range(start, min(len(groups), start + per_step))])
+        p = [len(x) for x in df.iloc[rows]["prompt_ids"]]
+        c = [len(x) for x in df.iloc[rows]["token_ids"]]
+        real += sum(p) + sum(c)
+        padded += len(rows) * (max(p) + max(c))
+        for b in length_buckets(p, c):
+            bucketed += len(b) * (max(p[i] for i in b) + max(c[i] for i in b))
+        prompts = {tuple(x) for x in df.iloc[rows]["prompt_ids"]}
+        shared += len(prompts) * max(len(x) for x in prompts) + sum(
+            len(b) * max(c[i] for i in b) for b in length_buckets([0] * len(c), c))
+    return (f"steps' tokens: real {real}, prompts {sum(len(x) for x in df['prompt_ids']) / real:.0%} of them; "
+            f"computed in one padded batch {padded} (padding {1 - real / padded:.0%}), in length buckets "
+            f"{bucketed} (padding {1 - real / bucketed:.0%}), each prompt once + completions in buckets {shared} "
+            f"({shared / real:.2f} of the real tokens)")
 
 
 def main() -> None:
