@@ -9,9 +9,15 @@ embedding from a precomputed table, attention as two batched matmuls, one output
 fused gate/up matmul and one down projection; the sampler draws a token by inverse-CDF sampling
 (one uniform per row instead of one per vocabulary entry).
 
-Prompt-prefix sharing: when every row of a batch continues the same prompt (the evaluation: 256
+Prompt-prefix sharing: when every row of a chunk continues the same prompt (the evaluation: 256
 samples of one theorem), the prompt's keys and values are stored once and its attention scores are
-one [rows × prompt] matmul per head instead of a copy of the prompt cache per row.
+one [rows × prompt] matmul per head instead of a copy of the prompt cache per row. The generated
+tokens' keys and values live in a dense cache grown a block at a time (`GenCache`).
+
+Continuous batching: the chunks of a call are decoded as one stream (`sample_chunks`); a chunk
+starts once the rows in flight leave room, so the few long samples at the end of one chunk share
+their steps with the next chunk's rows instead of paying a step's per-op overhead for a handful of
+rows. The matmuls run over every row in flight; attention runs per chunk.
 
 Which path runs: `supports(model)` says whether this decoder covers the model (a transformers Llama
 with the default rotary embedding, SiLU MLP and no biases); `pipeline.sampling.hf.sample` with
@@ -21,8 +27,6 @@ log-probs as transformers' teacher-forced forward up to float rounding (tests/te
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
