@@ -102,6 +102,9 @@ class LeanDojoConfig:
     commit: str = ""
     theorems: str = ""  # JSONL index: name, full_name, file_path, statement
     additional_imports: list = field(default_factory=list)
+    # seconds to open a theorem's file (LeanDojo elaborates everything before the theorem); the
+    # verifier's `timeout` then bounds each proof
+    startup_timeout: float = 600.0
 
 
 @dataclass

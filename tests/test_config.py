@@ -93,7 +93,8 @@ def test_backend_options_come_from_the_backends_section():
     assert "repl" not in options  # empty means the backend's default
     assert options["allowed_axioms"] == ["propext", "Classical.choice", "Quot.sound"]
     cfg = _compose(["verifier=leandojo", "verifier.leandojo.repo=https://x", "verifier.leandojo.commit=abc"])
-    assert backend_options(cfg.verifier) == {"repo": "https://x", "commit": "abc", "additional_imports": []}
+    assert backend_options(cfg.verifier) == {"repo": "https://x", "commit": "abc", "additional_imports": [],
+                                             "startup_timeout": 600.0}
 
 
 def test_verifier_sections_are_typed():
