@@ -53,6 +53,7 @@ import gc
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -201,7 +202,11 @@ class VLLMSampler:
         if self.on_cpu:
             check_cpu_head_size(model_path)
         self.kwargs["model"] = model_path
-        return self.vllm.LLM(**self.kwargs)
+        started = time.time()
+        llm = self.vllm.LLM(**self.kwargs)
+        print(f"[vllm] engine started in {time.time() - started:.1f}s on {'CPU' if self.on_cpu else 'GPU'}: "
+              f"{model_path}", flush=True)
+        return llm
 
     def load_weights(self, folder: str) -> None:
         """Replace the engine's weights with the checkpoint in `folder` (a save_pretrained folder)."""

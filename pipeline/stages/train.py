@@ -236,10 +236,12 @@ class Trainer:
         from pipeline.sampling.vllm import VLLMSampler
 
         folder = self.work / "policy-for-sampler"  # written by _save_policy_for_sampler
+        started = time.time()
         if self.vllm is None:
             self.vllm = VLLMSampler(str(folder), self.cfg.sampler, self.cfg.model)
         else:
             self.vllm.load_weights(str(folder))
+        self.ctx.log.log({"sampler_reload_s": time.time() - started, "sampler_reload": self.vllm.reload}, stage="train")
         return self.vllm.sample
 
     def _check_sampler_weights(self, data: pd.DataFrame) -> None:
