@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -175,13 +176,16 @@ def main(argv=None) -> int:
         if procs < 2:
             raise SkipPart(f"{gpus} GPU on this machine: FSDP needs 2 or more processes (--fsdp-procs N)")
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs),
-               "-m", "pipeline", "stages=[train]", "train=alpha_dpg", *check.overrides(), "train.strategy=fsdp",
+               # offline: online FSDP samples with vLLM (rank 0 alone), which is not what this checks
+               "-m", "pipeline", "stages=[train]", "train=alpha_dpg", *check.overrides(), "train.mode=offline",
+               "train.rounds=1", "train.strategy=fsdp",
                f"train.precision={'bf16' if args.dtype == 'bfloat16' else 'fp32'}", "train.batch_size=128"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                "OMP_NUM_THREADS": "1"}
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
-            raise RuntimeError(f"torchrun exited {done.returncode}: {done.stderr[-400:]}")
+            errors = [ln for ln in done.stderr.splitlines() if re.match(r"\w+(Error|Exception): ", ln)]
+            raise RuntimeError(f"torchrun exited {done.returncode}: {errors[0] if errors else done.stderr[-300:]}")
         work = next(line.split()[-1] for line in done.stderr.splitlines()[::-1] if line.split()[:1] == ["train"])
         m = json.loads((Path(work) / "meta.json").read_text())
         return f"{m['seconds'] / max(1, m['steps']):.3f} s/step", f"{m['steps']} steps on {m['world_size']} ranks"
