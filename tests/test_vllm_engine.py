@@ -3,8 +3,9 @@
 
 The model is the embedded tiny_prop Llama at a size vLLM's CPU attention takes (head size 32; the
 smoke model's 16 is refused), pretrained once by the pipeline's own `pretrain` stage. With
-DMVR_VLLM_TEST_STORE set (the make target sets it) the artifact store persists between runs, so
-the pretraining is paid once; otherwise everything lives in a temporary folder.
+DMVR_VLLM_TEST_STORE set (the make target sets it) the pretrained model persists between runs, so
+the pretraining is paid once; every sample, evaluation and training run is made afresh in a
+temporary store.
 
 Covered: the CPU settings the sampler chooses; seeded samples independent of the rest of the batch;
 recorded log-probs equal teacher forcing; pass@k equal to the `hf` sampler's within sampling noise on
@@ -60,15 +61,17 @@ def run_folder(done: subprocess.CompletedProcess) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
+def base_model(tmp_path_factory) -> str:
+    """The pretrained model; only it is kept in DMVR_VLLM_TEST_STORE (every test samples afresh)."""
     given = os.environ.get("DMVR_VLLM_TEST_STORE")
-    return Path(given) if given else tmp_path_factory.mktemp("vllm-store")
+    done = run_pipeline(Path(given) if given else tmp_path_factory.mktemp("pretrain"), "stages=[pretrain]", *MODEL)
+    return str(artifact(done, "pretrain") / "model")
 
 
 @pytest.fixture(scope="module")
-def base_model(store) -> str:
-    done = run_pipeline(store, "stages=[pretrain]", *MODEL)
-    return str(artifact(done, "pretrain") / "model")
+def store(tmp_path_factory) -> Path:
+    """A fresh artifact store for this session's samples, evaluations and training."""
+    return tmp_path_factory.mktemp("vllm-store")
 
 
 def _cfg(*overrides):
