@@ -50,15 +50,12 @@ class PrepareShared(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.should_run(config):
             return
-        from pipeline.__main__ import build_context
-        from pipeline.stages.evaluate import run_base
-        from pipeline.stages.pretrain import run as pretrain_run
-        from pipeline.stages.verify import run as verify_run
+        from pipeline.context import build_context, run_stages
+        from pipeline.stages import STAGES
 
-        known = {"pretrain": pretrain_run, "verify": verify_run, "evaluate_base": run_base}
-        unknown = [s for s in self.stages if s not in known]
+        unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
-            raise ValueError(f"PrepareShared: unknown stage(s) {unknown}; known: {list(known)}")
+            raise ValueError(f"PrepareShared: unknown stage(s) {unknown}; known: {list(STAGES)}")
         cfg = copy.deepcopy(config)
         with open_dict(cfg):
             del cfg["hydra"]
@@ -67,8 +64,7 @@ class PrepareShared(Callback):
         print(f"\n[sweep] building what every job shares ({', '.join(self.stages)}) in {run_dir}", file=sys.stderr, flush=True)
         ctx = build_context(cfg, run_dir, job_type="shared")
         try:
-            for name in self.stages:
-                ctx.stage(name, known[name])
+            run_stages(ctx, self.stages)
         finally:
             ctx.log.finish()
 

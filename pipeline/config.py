@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from pipeline.objectives import ObjectiveConfig
+from pipeline.stages import STAGES
 
 
 @dataclass
@@ -218,7 +219,7 @@ class RootConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: str = "default"
     method: str = ""  # label of the run in reports; empty: derived from train.objective (and α)
-    stages: list = field(default_factory=lambda: ["pretrain", "sample", "verify", "train", "evaluate", "bucket", "report"])
+    stages: list = field(default_factory=lambda: list(STAGES))  # default: every stage (pipeline/stages)
     # torch CPU threads of this process (0: torch's default, every core). A sweep running N jobs in
     # parallel on one machine sets cores / N: more threads than cores makes every op wait.
     threads: int = 0
@@ -239,9 +240,6 @@ def power_sampling(cfg) -> bool:
 def plain_sampler(scfg) -> str:
     """The plain sampler of a sampler config: itself, or the power sampler's proposal engine."""
     return scfg.proposal if scfg.name == "power" else scfg.name
-
-
-STAGES = ("pretrain", "sample", "verify", "train", "evaluate", "bucket", "report")
 
 
 def register() -> None:

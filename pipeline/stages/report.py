@@ -27,27 +27,23 @@ FILES = ("table.csv", "report.md", "passk.png", "transitions.png")
 
 
 def report_run(ctx: Context, base_eval: Artifact, trained_eval: Artifact, buckets: Artifact) -> Artifact:
-    art = ctx.store.artifact("report", {"label": method_label(ctx.cfg)},
-                             inputs={"base": base_eval, "trained": trained_eval, "bucket": buckets},
-                             version=VERSION)
-    reused = art.done
-    if not reused:
-        with ctx.store.lock(art):
-            if not art.done:
-                art.work.mkdir(parents=True, exist_ok=True)
-                base = json.loads(base_eval.file("summary.json").read_text())
-                trained = json.loads(trained_eval.file("summary.json").read_text())
-                transitions = json.loads(buckets.file("transitions.json").read_text())
-                table = summary_table(base, trained, method_label(ctx.cfg))
-                table.to_csv(art.work / "table.csv", index=False)
-                (art.work / "report.md").write_text(markdown(table, transitions))
-                plot_passk(table, art.work / "passk.png")
-                plot_transitions(transitions, art.work / "transitions.png")
-                ctx.store.commit(art, {})
+    def make(art: Artifact) -> dict:
+        art.work.mkdir(parents=True, exist_ok=True)
+        base = json.loads(base_eval.file("summary.json").read_text())
+        trained = json.loads(trained_eval.file("summary.json").read_text())
+        transitions = json.loads(buckets.file("transitions.json").read_text())
+        table = summary_table(base, trained, method_label(ctx.cfg))
+        table.to_csv(art.work / "table.csv", index=False)
+        (art.work / "report.md").write_text(markdown(table, transitions))
+        plot_passk(table, art.work / "passk.png")
+        plot_transitions(transitions, art.work / "transitions.png")
+        return {}
+
+    art = ctx.build("report", {"label": method_label(ctx.cfg)}, make,
+                    inputs={"base": base_eval, "trained": trained_eval, "bucket": buckets}, version=VERSION)
     for name in FILES:
         shutil.copy2(art.file(name), ctx.run_dir / name)
     write_json(ctx.run_dir / "run_summary.json", run_summary(ctx, base_eval, trained_eval, buckets))
-    ctx.announce("report", art, reused=reused)
     print(f"report: {ctx.run_dir / 'report.md'}", file=sys.stderr)
     return art
 
@@ -63,12 +59,10 @@ def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucke
     """What the sweep report reads from each job's folder (pipeline/reporting/sweep.py)."""
     cfg = ctx.cfg
     base, trained = _read(base_eval, "summary.json"), _read(trained_eval, "summary.json")
-    from pipeline.stages import train
-
     if cfg.train.objective == NO_TRAINING:
         budget = {"rounds": 0, "steps": 0, "train_samples": 0}
     else:
-        train_meta = ctx.stage("train", train.run).meta
+        train_meta = ctx.stage("train").meta
         budget = {"rounds": cfg.train.rounds, "steps": train_meta.get("steps"),
                   "train_samples": train_meta.get("train_samples")}
     if trained.get("token_cost") is not None:  # power sampling: its extra sampling cost is part of its budget
@@ -142,8 +136,6 @@ def plot_transitions(transitions: dict, path) -> None:
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline.stages import bucket, evaluate
-
-    buckets = ctx.stage("bucket", bucket.run)
-    return report_run(ctx, ctx.stage("evaluate_base", evaluate.run_base),
-                      ctx.stage("evaluate", evaluate.run), buckets)
+    buckets = ctx.stage("bucket")
+    return report_run(ctx, ctx.stage("evaluate_base"),
+                      ctx.stage("evaluate"), buckets)
