@@ -44,7 +44,7 @@ def run_stages(ctx: Context) -> dict:
     started = time.time()
     results = {}
     for name in ctx.cfg.stages:
-        module = importlib.import_module(f"pipeline.{name}")
+        module = importlib.import_module(f"pipeline.stages.{name}")
         results[name] = ctx.stage(name, module.run)
     ctx.log.finish()
     print(f"\nfinished in {time.time() - started:.1f}s; run folder: {ctx.run_dir}", file=sys.stderr)

@@ -139,20 +139,20 @@ class SamplerConfig:
     # CPU threads while sampling (0: the process's, see `threads`). On a CPU shared with other jobs
     # use 1: a decode step is hundreds of small ops, and each waits for the slowest thread.
     num_threads: int = 0
-    # sampler=vllm only (see pipeline/sampler_vllm.py): GPUs per engine, the fraction of GPU memory
+    # sampler=vllm only (see pipeline/sampling/vllm.py): GPUs per engine, the fraction of GPU memory
     # the engine may take (weights + KV cache; leave room for training when both share a GPU), and
     # the longest prompt + completion (0: the model's own limit).
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int = 0
-    # ---- name: power (conf/sampler/power.yaml; pipeline/power_sampler.py): the policy's evaluation
+    # ---- name: power (conf/sampler/power.yaml; pipeline/sampling/power.py): the policy's evaluation
     # samples from p^gamma by block-wise Metropolis-Hastings. Ignored by the other samplers; the
     # base model's evaluation and the train-split samples are always drawn plainly.
     gamma: float = 4.0  # the power (the paper's α); 1 samples from p itself
     block_size: int = 16  # tokens added per block before its MH steps
     mcmc_steps: int = 4  # MH steps per block
     proposal_temperature: float = 0.0  # 0: 1/gamma, the paper's proposal
-    proposal: str = "hf"  # the engine that draws proposals (pipeline/power_sampler.py: HFProposal)
+    proposal: str = "hf"  # the engine that draws proposals (pipeline/sampling/power.py: HFProposal)
 
 
 @dataclass

@@ -42,11 +42,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lean_env.verifier import Item, get_backend, verify_items  # noqa: E402
-from pipeline import power_sampler, sampler  # noqa: E402
+from pipeline.sampling import hf as sampler, power as power_sampler  # noqa: E402
 from pipeline.data import load_theorems, prompts  # noqa: E402
-from pipeline.metrics import pass_at_k  # noqa: E402
+from pipeline.reporting.metrics import pass_at_k  # noqa: E402
 from pipeline.model import load  # noqa: E402
-from pipeline.sample import shard_seed  # noqa: E402
+from pipeline.stages.sample import shard_seed  # noqa: E402
 
 EVAL_PATH = "pkg://lean_env/data/prop_eval.jsonl"
 TEMPLATE, PROOF_PREFIX = "{statement} := by", "by"

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline import sampler  # noqa: E402
+from pipeline.sampling import hf as sampler  # noqa: E402
 from pipeline.config import ModelConfig, SamplerConfig  # noqa: E402
 from pipeline.data import load_theorems, prompts  # noqa: E402
 from pipeline.model import load, new_model, train_tokenizer  # noqa: E402

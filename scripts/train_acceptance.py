@@ -27,12 +27,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lean_env.verifier import Item, get_backend, verify_items  # noqa: E402
-from pipeline import sampler  # noqa: E402
+from pipeline.sampling import hf as sampler  # noqa: E402
 from pipeline.config import backend_options  # noqa: E402
 from pipeline.data import load_theorems, prompts  # noqa: E402
 from pipeline.model import load, model_dir  # noqa: E402
-from pipeline.sweep_report import gather_runs  # noqa: E402
-from pipeline.verify import per_theorem  # noqa: E402
+from pipeline.reporting.sweep import gather_runs  # noqa: E402
+from pipeline.stages.verify import per_theorem  # noqa: E402
 
 
 def policy_dir(per_theorem_path: str) -> Path:

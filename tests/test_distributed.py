@@ -18,7 +18,7 @@ from pipeline import distributed
 from pipeline.config import TrainConfig
 from pipeline.distributed import rank_share
 from pipeline.model import completion_logprobs, encode_completions, encode_prompts, load, new_model, train_tokenizer
-from pipeline.train import optimise_step
+from pipeline.stages.train import optimise_step
 
 STEP = Path(__file__).parent / "fsdp" / "step.py"
 PROMPTS = ["theorem a (p q : Prop) : p ∧ q → q ∧ p := by", "theorem b (p : Prop) : p → ¬¬p := by",

@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline import diversity
-from pipeline.diversity import normalise_proof, premises, tactic_sequence
+from pipeline.reporting import diversity
+from pipeline.reporting.diversity import normalise_proof, premises, tactic_sequence
 
 STATEMENT = "theorem t1 (p q : Prop) : p ∧ q → q ∧ p"
 OR_STATEMENT = "theorem t2 (p q r : Prop) : (p ∨ q) ∧ (p → r) ∧ (q → r) → r"

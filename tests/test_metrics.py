@@ -4,7 +4,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from pipeline.metrics import BUCKETS, bucket, pass_at_k, transition_matrix
+from pipeline.reporting.metrics import BUCKETS, bucket, pass_at_k, transition_matrix
 
 
 @pytest.mark.parametrize("n,c,k,expected", [(10, 3, 1, 0.3), (10, 3, 5, 0.916667), (200, 1, 100, 0.5)])

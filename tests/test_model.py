@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pipeline import sampler
+from pipeline.sampling import hf as sampler
 from pipeline.model import (completion_logprobs, decode_completion, encode_completions, encode_prompts, load,
                             model_dir, new_model, resolve_device, train_tokenizer)
 
@@ -206,7 +206,7 @@ def pretrain_ctx(root):
 def test_pretrain_corpus_excludes_the_eval_split(tmp_path):
     from lean_env.propgen import canonical_key
     from pipeline.data import load_theorems
-    from pipeline.pretrain import build_corpus
+    from pipeline.stages.pretrain import build_corpus
 
     ctx = pretrain_ctx(tmp_path)
     corpus, stats = build_corpus(ctx.cfg)
@@ -220,7 +220,7 @@ def test_pretrain_corpus_excludes_the_eval_split(tmp_path):
 def test_pretrain_killed_midway_resumes_to_the_same_weights(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from pipeline import pretrain
+    from pipeline.stages import pretrain
 
     ref = pretrain.run(pretrain_ctx(tmp_path / "a"))
     assert (ref.path / "model" / "model.safetensors").exists() and (ref.path / "corpus_stats.json").exists()
@@ -250,7 +250,7 @@ def test_pretrain_killed_midway_resumes_to_the_same_weights(tmp_path, monkeypatc
 
 
 def test_pretrain_with_a_model_path_records_it(tmp_path):
-    from pipeline import pretrain
+    from pipeline.stages import pretrain
 
     ctx = pretrain_ctx(tmp_path)
     ctx.cfg.model.path = "some-org/some-model"
@@ -264,7 +264,7 @@ def test_collate_labels_the_completion_and_the_prompt_apart():
     (pretrain.prompt_loss_weight) sees the prompt's tokens after BOS; padding is in neither."""
     import numpy as np
 
-    from pipeline.pretrain import collate
+    from pipeline.stages.pretrain import collate
 
     prompts, completions = [[1, 10, 11], [1, 12]], [[20, 2], [21, 22, 2]]
     ids, mask, labels, prompt_labels = collate(prompts, completions, np.array([0, 1]), pad_id=0)

@@ -1,4 +1,4 @@
-"""The power sampler (pipeline/power_sampler.py): the MH acceptance ratio by hand, the distribution it
+"""The power sampler (pipeline/sampling/power.py): the MH acceptance ratio by hand, the distribution it
 samples on an enumerable model (the paper's two-token example), γ = 1, token-cost accounting, and the
 `hf` engine on a tiny transformers model (records, determinism, logp consistency)."""
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import power_sampler, sampler
+from pipeline.sampling import hf as sampler, power as power_sampler
 from pipeline.model import completion_logprobs, encode_prompts
-from pipeline.power_sampler import Chain, Extension, log_acceptance, run_chains, token_cost
+from pipeline.sampling.power import Chain, Extension, log_acceptance, run_chains, token_cost
 from tests.test_sampler import PROMPTS
 
 # ---- an enumerable "model": two tokens {0, 1}, outputs of exactly two tokens, no EOS.
@@ -309,7 +309,7 @@ def test_power_samples_get_their_own_artifact_and_report_their_cost(tiny, tmp_pa
     import pandas as pd
     from omegaconf import OmegaConf
 
-    from pipeline import sample as sample_stage
+    from pipeline.stages import sample as sample_stage
     from pipeline.context import Context
     from pipeline.store import ArtifactStore
     from pipeline.tracking import RunLogger
@@ -354,7 +354,7 @@ def test_power_method_runs_through_the_pipeline_into_the_sweep_report(tiny, tmp_
 
     from pipeline.__main__ import build_context, run_stages
     from pipeline.config import register
-    from pipeline.sweep_report import report_sweep
+    from pipeline.reporting.sweep import report_sweep
     from tests.test_config import CONF
 
     model, tok = tiny

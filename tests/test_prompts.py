@@ -147,7 +147,7 @@ def test_unknown_style_is_an_error():
 
 def test_no_proof_is_an_invalid_verdict_never_a_pass():
     from lean_env.verifier import Item, get_backend
-    from pipeline.verify import verify_proofs
+    from pipeline.stages.verify import verify_proofs
 
     items = [Item("a#0", "theorem prop_eval_1 (p : Prop) : p → p", NO_PROOF),
              Item("a#1", "theorem prop_eval_1 (p : Prop) : p → p", "by intro h1; exact h1")]

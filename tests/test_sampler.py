@@ -1,4 +1,4 @@
-"""pipeline.sampler and the sample stage: determinism, record shapes, the effect of temperature and
+"""pipeline.sampling.hf and the sample stage: determinism, record shapes, the effect of temperature and
 top-p on sample_logp, and shard resumption that reproduces an uninterrupted run."""
 
 import math
@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from pipeline import sample as sample_stage
-from pipeline import sampler
+from pipeline.stages import sample as sample_stage
+from pipeline.sampling import hf as sampler
 from pipeline.context import Context
 from pipeline.model import decode_completion
 from pipeline.store import ArtifactStore, write_json

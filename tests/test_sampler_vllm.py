@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline import sample as sample_stage
-from pipeline import sampler_vllm
+from pipeline.stages import sample as sample_stage
+from pipeline.sampling import vllm as sampler_vllm
 from pipeline.context import Context
 from pipeline.store import ArtifactStore
 from pipeline.tracking import RunLogger

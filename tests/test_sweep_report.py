@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import sweep_report
-from pipeline.sweep_report import pareto_frontier, report_sweep
+from pipeline.reporting import sweep as sweep_report
+from pipeline.reporting.sweep import pareto_frontier, report_sweep
 
 KS = [1, 2, 4]
 STATEMENT = "theorem t1 (p q : Prop) : p ∧ q → q ∧ p"
@@ -43,7 +43,7 @@ def _verdicts(accepted: list[str]) -> pd.DataFrame:
 
 
 def _per_theorem(c_a: int) -> pd.DataFrame:
-    from pipeline.metrics import pass_at_k
+    from pipeline.reporting.metrics import pass_at_k
 
     table = pd.DataFrame({"theorem_id": list("ABCD"), "n": 4, "c": [c_a, 0, 0, 0], "errors": 0})
     for k in KS:  # as the evaluate stage writes it
@@ -190,7 +190,7 @@ def test_callback_prints_a_failing_report_without_raising(tmp_path, capsys):
     (tmp_path / "0").mkdir()  # a sweep whose only job left nothing
     SweepReport().on_multirun_end(_hydra_like_config(tmp_path))
     err = capsys.readouterr().err
-    assert "sweep report FAILED" in err and f"python -m pipeline.sweep_report {tmp_path}" in err
+    assert "sweep report FAILED" in err and f"python -m pipeline.reporting.sweep {tmp_path}" in err
 
 
 # ---- power sampling: untrained runs whose evaluation sampled p^γ, one point per γ with its token cost
@@ -237,7 +237,7 @@ def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeyp
 
 
 def test_standard_errors_over_theorems(tmp_path):
-    from pipeline.sweep_report import read_per_theorem, standard_errors
+    from pipeline.reporting.sweep import read_per_theorem, standard_errors
 
     path = tmp_path / "per_theorem.parquet"
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [1.0, 0.0, 0.0, 0.0], "pass@4": [1.0, 1.0, 0.0, 0.0]}
@@ -257,7 +257,7 @@ def test_report_table_has_standard_error_columns(report):
 
 
 def test_paired_gain_over_the_base(tmp_path):
-    from pipeline.sweep_report import paired_gains, read_per_theorem
+    from pipeline.reporting.sweep import paired_gains, read_per_theorem
 
     base, run = tmp_path / "base.parquet", tmp_path / "run.parquet"
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [0.5, 0.1, 0.0, 0.2]}).to_parquet(base)

@@ -2,7 +2,7 @@
 
     python tests/fsdp/step.py MODEL_DIR ROWS.pkl OUT.pt STRATEGY GRAD_ACCUM
 
-Loads the model, applies `train.strategy`, takes `pipeline.train.optimise_step` on the rows and
+Loads the model, applies `train.strategy`, takes `pipeline.stages.train.optimise_step` on the rows and
 writes (loss, grad_norm, full state dict after the step) from rank 0."""
 
 import sys
@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from pipeline import distributed
 from pipeline.config import TrainConfig
 from pipeline.model import load
-from pipeline.train import optimise_step
+from pipeline.stages.train import optimise_step
 
 
 def main(model_dir, rows_path, out_path, strategy, grad_accum):

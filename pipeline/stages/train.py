@@ -36,7 +36,7 @@ VERSION = 2  # 2: steps without gradient signal are skipped (train.skip_empty_st
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline import pretrain, verify
+    from pipeline.stages import pretrain, verify
 
     base = ctx.stage("pretrain", pretrain.run)
     if ctx.cfg.train.objective == NO_TRAINING:  # an inference-time method: the policy is the base model
@@ -198,7 +198,7 @@ class Trainer:
     def _online_samples(self, rnd: int) -> pd.DataFrame:
         from lean_env.verifier import Item, get_backend
         from pipeline.config import backend_options
-        from pipeline.verify import open_cache, verify_proofs
+        from pipeline.stages.verify import open_cache, verify_proofs
 
         theorems = self._round_theorems(rnd)
         scfg, vcfg = self.cfg.sampler, self.cfg.verifier
@@ -228,9 +228,9 @@ class Trainer:
         if plain_sampler(self.cfg.sampler) != "vllm":
             from functools import partial
 
-            from pipeline.sampler import sample
+            from pipeline.sampling.hf import sample
             return partial(sample, self.policy, self.tokenizer)
-        from pipeline.sampler_vllm import VLLMSampler
+        from pipeline.sampling.vllm import VLLMSampler
 
         folder = self.work / "policy-for-sampler"  # written by _save_policy_for_sampler
         if self.vllm is None:

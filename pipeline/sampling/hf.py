@@ -202,7 +202,7 @@ def _sample_loop(model, tokenizer, prompt_ids, chunk, *, temperature, top_p, max
     """Decode one batch by hand: shared prefill per distinct prompt, finished rows dropped each step.
 
     Returns one (token ids, logp, sample_logp, finished) per row of `chunk`. Two options serve the
-    power sampler (pipeline/power_sampler.py): `limits` gives each row its own budget of new tokens
+    power sampler (pipeline/sampling/power.py): `limits` gives each row its own budget of new tokens
     (at most `max_new_tokens`; a row stops at its limit without EOS, unfinished), and `per_token`
     returns logp and sample_logp as per-token lists instead of sums."""
     device = next(model.parameters()).device

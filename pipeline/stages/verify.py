@@ -88,6 +88,6 @@ def per_theorem(verdicts: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline import sample
+    from pipeline.stages import sample
 
     return verify_samples(ctx, ctx.stage("sample", sample.run))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.context import Context
-from pipeline.metrics import BUCKETS, bucket, transition_matrix
+from pipeline.reporting.metrics import BUCKETS, bucket, transition_matrix
 from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 
 VERSION = 1
@@ -51,7 +51,7 @@ def compare(base: pd.DataFrame, trained: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline import evaluate
+    from pipeline.stages import evaluate
 
     trained = ctx.stage("evaluate", evaluate.run)
     base = ctx.stage("evaluate_base", evaluate.run_base)

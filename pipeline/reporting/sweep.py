@@ -7,12 +7,12 @@ the diversity of each run's accepted proofs, and writes into `<sweep_dir>/report
 `diversity_per_theorem.csv`, `diversity_correlations.csv` and a `README.md` saying what each is.
 
 Power-sampling runs (`+method=power_g2` …: no training, the base model evaluated on samples from p^γ,
-pipeline/power_sampler.py) are their own points, one per γ, labelled with their extra sampling cost
+pipeline/sampling/power.py) are their own points, one per γ, labelled with their extra sampling cost
 ("power γ=2 (×5.1 tokens)": proposal tokens generated per token of the kept samples).
 
 Runs alone over any finished or partly finished sweep folder:
 
-    python -m pipeline.sweep_report SWEEP_DIR [--wandb-mode offline|online|disabled]
+    python -m pipeline.reporting.sweep SWEEP_DIR [--wandb-mode offline|online|disabled]
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import diversity  # noqa: E402
-from pipeline.metrics import BUCKETS  # noqa: E402
+from pipeline.reporting import diversity  # noqa: E402
+from pipeline.reporting.metrics import BUCKETS  # noqa: E402
 
 SUMMARY_FILE = "run_summary.json"
 REPORT_DIR = "report"
@@ -634,7 +634,7 @@ def log_to_wandb(table: pd.DataFrame, correlations: pd.DataFrame, figures: dict[
 
 README = """# Sweep report
 
-Made by `python -m pipeline.sweep_report {sweep_dir}` (also run by the Hydra callback at the end of
+Made by `python -m pipeline.reporting.sweep {sweep_dir}` (also run by the Hydra callback at the end of
 the multirun). Runs: {runs}; every value below comes from the jobs' `run_summary.json`.
 
 | file | what it is |
@@ -744,7 +744,7 @@ def report_sweep(sweep_dir, *, wandb_mode: str | None = None, project: str = "dm
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.sweep_report",
+    parser = argparse.ArgumentParser(prog="python -m pipeline.reporting.sweep",
                                      description="Report over a finished (or partly finished) sweep folder.")
     parser.add_argument("sweep_dir")
     parser.add_argument("--wandb-mode", choices=["offline", "online", "disabled"], default=None,

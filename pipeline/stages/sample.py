@@ -12,7 +12,7 @@ empty when none could be extracted, which the verify stage marks `invalid`), log
 model at temperature 1), sample_logp (under the distribution sampled from), num_tokens (EOS
 included when finished), finished (ended with EOS within max_new_tokens), token_ids (the generated
 ids, EOS included, for exact teacher-forced rescoring without re-tokenising the text).
-Power samples (`power=...`, pipeline/power_sampler.py) add generated_tokens (proposal tokens spent on
+Power samples (`power=...`, pipeline/sampling/power.py) add generated_tokens (proposal tokens spent on
 the sample, rejected ones included), mh_proposals and mh_accepted, and their meta the `token_cost`.
 """
 
@@ -38,7 +38,7 @@ POWER_COLUMNS = ["generated_tokens", "mh_proposals", "mh_accepted"]
 
 def power_settings(scfg) -> dict:
     """What the power sampler's samples depend on beyond the plain settings (part of their key)."""
-    from pipeline.power_sampler import resolve_proposal_temperature
+    from pipeline.sampling.power import resolve_proposal_temperature
 
     return {"gamma": float(scfg.gamma), "block_size": int(scfg.block_size), "mcmc_steps": int(scfg.mcmc_steps),
             "proposal_temperature": resolve_proposal_temperature(scfg.gamma, scfg.proposal_temperature)}
@@ -166,9 +166,9 @@ def open_sampler(cfg, model_path: str, power: dict | None = None):
     if power is not None:
         if cfg.sampler.proposal != "hf":
             raise ValueError(f"sampler.proposal={cfg.sampler.proposal!r}: only the hf engine is wired to "
-                             "the power sampler (see pipeline/power_sampler.py for plugging in another)")
+                             "the power sampler (see pipeline/sampling/power.py for plugging in another)")
         from pipeline.model import load
-        from pipeline.power_sampler import sample as power_sample
+        from pipeline.sampling.power import sample as power_sample
 
         model, tokenizer = load(model_path, cfg.model.device, cfg.model.dtype)
 
@@ -180,7 +180,7 @@ def open_sampler(cfg, model_path: str, power: dict | None = None):
 
     name = plain_sampler(cfg.sampler)  # sampler=power draws its plain samples with its proposal engine
     if name == "vllm":
-        from pipeline.sampler_vllm import VLLMSampler
+        from pipeline.sampling.vllm import VLLMSampler
 
         engine = VLLMSampler(model_path, cfg.sampler, cfg.model)
         return engine.sample, engine.close
@@ -188,7 +188,7 @@ def open_sampler(cfg, model_path: str, power: dict | None = None):
         from functools import partial
 
         from pipeline.model import load
-        from pipeline.sampler import sample
+        from pipeline.sampling.hf import sample
 
         model, tokenizer = load(model_path, cfg.model.device, cfg.model.dtype)
         return partial(sample, model, tokenizer), lambda: None
@@ -213,7 +213,7 @@ def _detail(meta: dict) -> str:
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline import pretrain
+    from pipeline.stages import pretrain
 
     base = ctx.stage("pretrain", pretrain.run)
     cfg, scfg = ctx.cfg, ctx.cfg.sampler

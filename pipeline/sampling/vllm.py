@@ -1,4 +1,4 @@
-"""The `vllm` sampler: the same records as the `hf` sampler (see `pipeline.sampler`), drawn with vLLM's
+"""The `vllm` sampler: the same records as the `hf` sampler (see `pipeline.sampling.hf`), drawn with vLLM's
 offline engine (`vllm.LLM`).
 
 vLLM is imported only when this sampler is built, so nothing else needs it installed.
@@ -90,7 +90,7 @@ class VLLMSampler:
 
     def sample(self, prompts: Sequence[str], *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
                max_new_tokens: int = 128, seed: int = 0, bar=None, **_ignored) -> list[dict]:
-        """`n` samples of each prompt, records in (prompt, sample) order, as `pipeline.sampler.sample`."""
+        """`n` samples of each prompt, records in (prompt, sample) order, as `pipeline.sampling.hf.sample`."""
         if n < 1 or max_new_tokens < 1:
             raise ValueError("n and max_new_tokens must be >= 1")
         params = [self._sampling_params(

@@ -99,7 +99,7 @@ class HFProposal:
 
     @torch.no_grad()
     def extend(self, prefixes, limits):
-        from pipeline.sampler import _sample_loop
+        from pipeline.sampling.hf import _sample_loop
 
         out: list[Extension] = []
         for start in range(0, len(prefixes), self.batch_size):
@@ -186,7 +186,7 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, gamma: float
            mcmc_steps: int = 4, proposal_temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128,
            batch_size: int = 256, seed: int = 0, bar=None, num_threads: int = 0,
            engine: ProposalEngine | None = None) -> list[dict]:
-    """`n` power samples of each prompt, as the `hf` sampler's records (pipeline/sampler.py) plus
+    """`n` power samples of each prompt, as the `hf` sampler's records (pipeline/sampling/hf.py) plus
     `generated_tokens` (proposal tokens spent on the sample, rejected ones included),
     `mh_proposals` and `mh_accepted`. `sample_logp` is the summed log-prob of the final tokens under
     the proposal draws that produced them (the power distribution itself has no tractable

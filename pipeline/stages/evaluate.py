@@ -3,7 +3,7 @@
 The base model and the trained policy are evaluated the same way. The base evaluation's key does
 not depend on the objective, so every run of a sweep shares one base evaluation through the store.
 With `sampler=power` the policy (for `train=none`, the base model itself) is evaluated on power
-samples instead (pipeline/power_sampler.py); the base evaluation stays plain, and the policy's
+samples instead (pipeline/sampling/power.py); the base evaluation stays plain, and the policy's
 summary adds the sampling cost (`token_cost`: proposal tokens per kept token, plain sampling 1).
 """
 
@@ -17,7 +17,7 @@ import pandas as pd
 from pipeline.config import power_sampling
 from pipeline.context import Context
 from pipeline.data import load_theorems
-from pipeline.metrics import pass_at_k
+from pipeline.reporting.metrics import pass_at_k
 from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 
 VERSION = 1
@@ -25,8 +25,8 @@ VERSION = 1
 
 def evaluate_model(ctx: Context, model: Artifact, label: str, power: bool = False) -> Artifact:
     """pass@k of `model` on the eval theorems; `power`: on power samples (sampler.* settings)."""
-    from pipeline.sample import generate_samples, power_settings
-    from pipeline.verify import verify_samples
+    from pipeline.stages.sample import generate_samples, power_settings
+    from pipeline.stages.verify import verify_samples
 
     cfg, ecfg = ctx.cfg, ctx.cfg.eval
     theorems = load_theorems(cfg.dataset.eval_path, cfg.dataset.eval_limit)
@@ -78,13 +78,13 @@ def _headline(art: Artifact) -> str:
 
 
 def run_base(ctx: Context) -> Artifact:
-    from pipeline import pretrain
+    from pipeline.stages import pretrain
 
     return evaluate_model(ctx, ctx.stage("pretrain", pretrain.run), "base")
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline import train
+    from pipeline.stages import train
 
     ctx.stage("evaluate_base", run_base)
     return evaluate_model(ctx, ctx.stage("train", train.run), "trained", power=power_sampling(ctx.cfg))

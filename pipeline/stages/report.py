@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline.context import Context  # noqa: E402
-from pipeline.metrics import BUCKETS  # noqa: E402
+from pipeline.reporting.metrics import BUCKETS  # noqa: E402
 from pipeline.store import Artifact, write_json  # noqa: E402
 from pipeline.config import NO_TRAINING, method_label, power_sampling  # noqa: E402
 
@@ -60,10 +60,10 @@ def summary_table(base: dict, trained: dict, label: str) -> pd.DataFrame:
 
 
 def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, buckets: Artifact) -> dict:
-    """What the sweep report reads from each job's folder (pipeline/sweep_report.py)."""
+    """What the sweep report reads from each job's folder (pipeline/reporting/sweep.py)."""
     cfg = ctx.cfg
     base, trained = _read(base_eval, "summary.json"), _read(trained_eval, "summary.json")
-    from pipeline import train
+    from pipeline.stages import train
 
     if cfg.train.objective == NO_TRAINING:
         budget = {"rounds": 0, "steps": 0, "train_samples": 0}
@@ -142,7 +142,7 @@ def plot_transitions(transitions: dict, path) -> None:
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline import bucket, evaluate
+    from pipeline.stages import bucket, evaluate
 
     buckets = ctx.stage("bucket", bucket.run)
     return report_run(ctx, ctx.stage("evaluate_base", evaluate.run_base),
