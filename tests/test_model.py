@@ -204,7 +204,7 @@ def pretrain_ctx(root):
 
 
 def test_pretrain_corpus_excludes_the_eval_split(tmp_path):
-    from lean_env.prop.theorems import canonical_key
+    from lean_env.propgen import canonical_key
     from pipeline.data import load_theorems
     from pipeline.stages.pretrain import build_corpus
 

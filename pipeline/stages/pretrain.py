@@ -120,15 +120,14 @@ def step_seed(seed: int, *parts: int) -> int:
 
 def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
     """Rows (theorem_id, source, statement, prompt, completion), one per proof, and statistics."""
-    from lean_env.prop import proofs as proofs_mod
-    from lean_env.prop import theorems as thm
+    from lean_env import propgen
 
     pc, ds = cfg.pretrain, cfg.dataset
     started = time.time()
     evals = load_theorems(ds.eval_path)  # all of it: no eval theorem may leak, whatever eval_limit says
-    eval_keys = {thm.canonical_key(s) for s in evals["statement"]}
+    eval_keys = {propgen.canonical_key(s) for s in evals["statement"]}
     train = load_theorems(ds.train_path, ds.train_limit)
-    train_keys = [thm.canonical_key(s) for s in train["statement"]]
+    train_keys = [propgen.canonical_key(s) for s in train["statement"]]
     keep = [k not in eval_keys for k in train_keys]
     dropped_train = int(len(keep) - sum(keep))
     train = train[keep]
@@ -137,7 +136,7 @@ def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
         extra = load_theorems(pc.extra_path, int(pc.extra_theorems))
         if len(extra) < pc.extra_theorems:
             raise ValueError(f"pretrain.extra_theorems={pc.extra_theorems} but {pc.extra_path} holds {len(extra)} theorems")
-        leaked = [i for i, st in zip(extra["id"], extra["statement"]) if thm.canonical_key(st) in eval_keys]
+        leaked = [i for i, st in zip(extra["id"], extra["statement"]) if propgen.canonical_key(st) in eval_keys]
         if leaked:
             raise ValueError(f"{pc.extra_path}: {len(leaked)} theorems are eval theorems up to renaming "
                              f"(first: {leaked[0]}); regenerate it with scripts/make_prop_splits.py")
@@ -148,7 +147,7 @@ def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
     out = []
     no_proof = 0
     for r in rows:
-        ps = proofs_mod.sample_proofs(r["statement"], int(pc.proofs_per_theorem), rng,
+        ps = propgen.sample_proofs(r["statement"], int(pc.proofs_per_theorem), rng,
                                       max_chars=pc.max_proof_chars or None)
         if not ps:
             no_proof += 1
