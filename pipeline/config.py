@@ -193,7 +193,19 @@ class TrainConfig(ObjectiveConfig):
 
 
 @dataclass
+class BucketsConfig:
+    """Difficulty buckets by the base model's solve rate (pipeline/reporting/metrics.py: BucketRule);
+    presets in conf/eval/buckets/."""
+    easy: float = 0.8
+    easy_inclusive: bool = False
+    medium: float = 0.2
+    medium_inclusive: bool = True
+    name: str = "easy > 80 %, medium 20–80 %, hard < 20 % and solved, unsolvable 0/n"
+
+
+@dataclass
 class EvalConfig:
+    buckets: BucketsConfig = field(default_factory=BucketsConfig)
     samples_per_prompt: int = 256
     ks: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256])
     temperature: float = 1.0
