@@ -359,9 +359,15 @@ def _rule_at(text: str, tokens: list[Token], k: int, config: GuardConfig) -> tup
         return _ident_rule(tok, nxt, tokens[k + 2] if k + 2 < len(tokens) else None, config)
     adjacent = nxt is not None and nxt.start == tok.end
     prev = tokens[k - 1] if k > 0 else None
-    if tok.kind == "string" and prev is not None and prev.kind == "ident" and prev.text.endswith("!"):
-        # `s!"…{e}…"`, `m!"…"`: code hides inside the braces of an interpolated string
-        return "interpolated_string", f'interpolated string {prev.text}"…"'
+    if tok.kind == "string":
+        # Lean parses the `{…}` segments of an interpolated string as terms, and a string literal is
+        # interpolated after `s!`/`m!`/`f!` and also without any `!` (`dbg_trace "…"`,
+        # `throwError "…"`): so any `{` in a string literal, and any `x!"…"`, is refused.
+        if prev is not None and prev.kind == "ident" and prev.text.endswith("!"):
+            return "interpolated_string", f'interpolated string {prev.text}"…"'
+        if "{" in tok.text:
+            return "interpolated_string", "a `{` in a string literal (code, if the string is interpolated)"
+        return None
     if tok.text == ":=" and tok.start > 0 and text[tok.start - 1] == "\n":
         return "top_level", "`:=` at column 0 (the start of another declaration)"
     if tok.text == "#" and adjacent and nxt.kind == "ident":

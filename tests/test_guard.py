@@ -426,3 +426,34 @@ MORE_SPELLINGS = [
 def test_more_spellings_are_refused(proof, rule):
     result = guard(STATEMENT, proof)
     assert (result.ok, result.rule) == (False, rule), (proof, result)
+
+
+# --- issue 18: refusal by class ----------------------------------------------------------------
+# Each class below was open before: at least one case of each passed the guard.
+
+# Code inside a string literal: Lean parses the `{…}` segments of an interpolated string as terms,
+# and a string is interpolated after `s!`/`m!`/`f!` and also without any `!` (`dbg_trace "…"`,
+# `throwError "…"`). The class: any `{` in a string literal.
+INTERPOLATED = [
+    'by\n  dbg_trace "{sorry}"\n  exact h',
+    'by exact dbg_trace "{h}"; h',
+    'by exact (dbg_trace "x = {(by exact h : p)}"; h)',
+    'by\n  exact h\n  throwError "{h}"',
+    'by exact (dbgTrace "{h}" fun _ => h)',
+    'by exact (fun _ => h) r"{h}"',
+    'by exact (fun _ => h) "\\{"',
+    'by exact (fun _ => h) "a {  } b"',
+    'by exact (fun _ => h) s!"{h}"',
+    'by exact (fun _ => h) f!"a{h}b"',
+]
+
+
+@pytest.mark.parametrize("proof", INTERPOLATED)
+def test_code_inside_strings_is_refused(proof):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, "interpolated_string"), (proof, result)
+
+
+def test_plain_strings_still_pass():
+    for proof in ['by exact (fun _ => h) "no braces"', 'by exact (fun _ => h) "a } b"']:
+        assert guard(STATEMENT, proof).ok, proof
