@@ -126,18 +126,20 @@ CONSTANT_RULES: dict[str, str] = {
     "lcUnreachable": "unsafe",
 }
 
-# `decide := true`, `native := true`, `kernel := true` in a tactic config, and the `+decide`,
-# `+native`, `+kernel` flag spellings of the same options.
+# Tactic-config options that replace or skip kernel checking: refused as `NAME := anything` (any
+# value, any spelling of it: `true`, `Bool.true`, `(true)`, `!false`, an expression) and as the flags
+# `+NAME` / `-NAME`, the name escaped or not. Setting one to false costs an honest proof nothing
+# to write differently, and a value we would have to evaluate is exactly what we cannot do.
 _BYPASS_OPTIONS = frozenset({"decide", "native", "kernel"})
 _HASH_RULES = {"eval": "#eval", "exit": "#exit", "print": "#print"}  # any other `#x`: "#command"
 # Token texts that may break a rule; any other plain identifier or symbol is skipped quickly.
-_WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTIONS | {":=", "#", "@[", "`(", "`[", "+"}
+_WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTIONS | {":=", "#", "@[", "`(", "`[", "+", "-"}
 # Every rule needs one of these substrings: a watched word, or a character that starts a
 # comment, string, «name», command, attribute, quotation or escape, or `:=` at column 0. Text
 # without any of them cannot be refused by a token rule, so lexing it can be skipped: most
 # honest proofs take this path, and the lexer is the guard's main cost.
 _SUSPECT = re.compile("|".join(
-    [re.escape(w) for w in sorted(_WATCHED - {":=", "+"}, key=len, reverse=True)]
+    [re.escape(w) for w in sorted(_WATCHED - {":=", "+", "-"}, key=len, reverse=True)]
     + ["--", "/-", '"', "«", "#", "@", "`", r"\\", "\n:="]))
 
 # --- characters ------------------------------------------------------------------------------
@@ -208,6 +210,11 @@ def ident_parts(name: str) -> list[str]:
     if "«" not in name:
         return name.split(".")
     return [p.strip("«»") for p in re.findall(_ID_PART, name)]
+
+
+def _plain(name: str) -> str:
+    """The name an identifier token denotes: dotted parts with «» removed, joined by dots."""
+    return ".".join(ident_parts(name))
 
 
 class Refused(Exception):
@@ -356,7 +363,7 @@ def _rule_at(text: str, tokens: list[Token], k: int, config: GuardConfig) -> tup
     tok = tokens[k]
     nxt = tokens[k + 1] if k + 1 < len(tokens) else None
     if tok.kind == "ident":
-        return _ident_rule(tok, nxt, tokens[k + 2] if k + 2 < len(tokens) else None, config)
+        return _ident_rule(tok, nxt, config)
     adjacent = nxt is not None and nxt.start == tok.end
     prev = tokens[k - 1] if k > 0 else None
     if tok.kind == "string":
@@ -376,12 +383,12 @@ def _rule_at(text: str, tokens: list[Token], k: int, config: GuardConfig) -> tup
         return "attribute", "attribute @[…]"
     if tok.text in ("`(", "`["):
         return "quotation", f"syntax quotation {tok.text}"
-    if tok.text == "+" and adjacent and nxt.kind == "ident" and nxt.text in _BYPASS_OPTIONS:
-        return "kernel_bypass", f"option +{nxt.text}"
+    if tok.text in ("+", "-") and adjacent and nxt.kind == "ident" and _plain(nxt.text) in _BYPASS_OPTIONS:
+        return "kernel_bypass", f"option {tok.text}{nxt.text}"
     return None
 
 
-def _ident_rule(tok: Token, nxt: Token | None, after: Token | None, config: GuardConfig) -> tuple[str, str] | None:
+def _ident_rule(tok: Token, nxt: Token | None, config: GuardConfig) -> tuple[str, str] | None:
     parts = ident_parts(tok.text)
     name = ".".join(parts)
     rule = KEYWORD_RULES.get(name)
@@ -397,9 +404,8 @@ def _ident_rule(tok: Token, nxt: Token | None, after: Token | None, config: Guar
     for part in parts:
         if part in CONSTANT_RULES:
             return CONSTANT_RULES[part], f"constant `{tok.text}`"
-    if name in _BYPASS_OPTIONS and nxt is not None and nxt.text == ":=" and after is not None \
-            and after.text == "true":
-        return "kernel_bypass", f"option {name} := true"
+    if name in _BYPASS_OPTIONS and nxt is not None and nxt.text == ":=":
+        return "kernel_bypass", f"option {name} := …"
     return None
 
 

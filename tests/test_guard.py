@@ -457,3 +457,32 @@ def test_code_inside_strings_is_refused(proof):
 def test_plain_strings_still_pass():
     for proof in ['by exact (fun _ => h) "no braces"', 'by exact (fun _ => h) "a } b"']:
         assert guard(STATEMENT, proof).ok, proof
+
+
+# Options that skip or replace the kernel (`native`, `kernel`, `decide` in a tactic config): refused
+# whatever the value is written as, in the `:=` and in the `+opt`/`-opt` flag spellings, escaped or not.
+BYPASS_SPELLINGS = [
+    "by decide (config := { native := Bool.true })",
+    "by decide (native := (true))",
+    "by simp (config := {decide := (true)})",
+    "by decide (config := { kernel := !false })",
+    "by decide (config := {native:=Bool.true})",
+    "by decide (config := { native := Bool.true, kernel := false })",
+    "by decide (config := { «kernel» := Bool.true })",
+    "by decide +«native»",
+    "by decide -native",
+    "by decide (config := { native := id true })",
+    "by decide (config := { native :=\n    true })",
+]
+
+
+@pytest.mark.parametrize("proof", BYPASS_SPELLINGS)
+def test_kernel_bypass_options_in_any_spelling(proof):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, "kernel_bypass"), (proof, result)
+
+
+def test_options_that_keep_the_kernel_pass():
+    for proof in ["by simp (config := { zeta := true })", "by simp [decide]", "by exact decide_eq_true rfl",
+                  "by simp +arith", "by omega"]:
+        assert guard(STATEMENT, proof).ok, proof
