@@ -47,9 +47,6 @@ ACCEPTED = GuardResult(True)
 class GuardConfig:
     # `set_option NAME … in` is refused unless NAME is listed (e.g. "maxHeartbeats").
     allowed_options: frozenset[str] = frozenset()
-    # Extra top-level declarations in the proof (e.g. {"lemma"} for helper lemmas) are refused
-    # unless their keyword is listed.
-    allowed_declarations: frozenset[str] = frozenset()
 
 
 DEFAULT_CONFIG = GuardConfig()
@@ -140,7 +137,7 @@ _WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTION
 # honest proofs take this path, and the lexer is the guard's main cost.
 _SUSPECT = re.compile("|".join(
     [re.escape(w) for w in sorted(_WATCHED - {":=", "+", "-"}, key=len, reverse=True)]
-    + ["--", "/-", '"', "«", "#", "@", "`", r"\\", "\n:="]))
+    + ["--", "/-", '"', "«", "#", "@", "`", r"\\", "\n:=", r"'(?:\\.|[^\\'\n])'"]))
 
 # --- characters ------------------------------------------------------------------------------
 
@@ -392,8 +389,6 @@ def _ident_rule(tok: Token, nxt: Token | None, config: GuardConfig) -> tuple[str
     parts = ident_parts(tok.text)
     name = ".".join(parts)
     rule = KEYWORD_RULES.get(name)
-    if rule == "declaration" and name in config.allowed_declarations:
-        return None
     if rule == "set_option":
         option = nxt.text if nxt is not None and nxt.kind == "ident" else "?"
         if option in config.allowed_options:
@@ -449,14 +444,95 @@ def _has_top_level_colon(tokens: list[Token]) -> bool:
     return False
 
 
-def guard_proof(proof: str, config: GuardConfig = DEFAULT_CONFIG) -> GuardResult:
-    """Refuse a proof (the text after `:=`) that uses a forbidden construct."""
+# --- structure: one term or tactic block ------------------------------------------------------
+
+_CLOSER = {"(": ")", "[": "]", "{": "}", "⟨": "⟩", "⦃": "⦄", "⟦": "⟧"}
+_OPENER = {v: k for k, v in _CLOSER.items()}
+# a bracket, or the first non-blank character of a line
+_STRUCTURE = re.compile(r"[()\[\]{}⟨⟩⦃⦄⟦⟧]|\n[ \t\r]*(?=[^ \t\r\n])")
+_LEADING_BY = re.compile(r"\s*by(?![A-Za-z0-9_'!?])\s*")
+_ENDS_WITH_IN = re.compile(r"(?<![A-Za-z0-9_'!?.])in\s*\Z")
+
+
+def _check_structure(proof: str, code: str, col0: int) -> None:
+    """The proof must be one term or tactic block, so that nothing after it is a new command.
+
+    `code` is the proof with comments, strings, char literals and «names» blanked out (same length).
+    Structural, keyword-free rules (Lean starts a new command wherever the term or block ends):
+    * brackets balance, and no closing bracket closes one the proof did not open;
+    * outside brackets, no line starts at column 0 (a term cannot continue there), except right
+      after `… in`, whose term may start anywhere;
+    * if the proof is a `by` block, outside brackets no line starts left of the block's first tactic
+      (Lean ends the block there). `col0` is the column where the proof starts in the full text.
+    """
+    stack: list[tuple[str, int]] = []
+    block_col = None
+    if m := _LEADING_BY.match(code):
+        start = m.end()
+        if start < len(code):
+            newline = code.rfind("\n", 0, start)
+            block_col = col0 + start if newline < 0 else start - newline - 1
+    for m in _STRUCTURE.finditer(code):
+        ch = m.group()
+        if ch in _CLOSER:
+            stack.append((ch, m.start()))
+        elif ch in _OPENER:
+            if not stack or stack[-1][0] != _OPENER[ch]:
+                raise Refused("brackets", f"`{ch}` closes a bracket the proof did not open, at {_at(proof, m.start())}")
+            stack.pop()
+        elif not stack:  # a line start outside brackets
+            at = m.end()
+            col = at - m.start() - 1
+            if _ENDS_WITH_IN.search(code, 0, m.start()):
+                continue
+            if col == 0:
+                raise Refused("top_level", f"a line starts at column 0 outside brackets, at {_at(proof, at)}: "
+                                           "the proof would end there and a new command begin")
+            if block_col is not None and col < block_col:
+                raise Refused("top_level", f"a line starts left of the proof's tactic block (column {block_col}), "
+                                           f"at {_at(proof, at)}: the block would end there and a new command begin")
+    if stack:
+        ch, at = stack[-1]
+        raise Refused("brackets", f"`{ch}` is never closed, at {_at(proof, at)}")
+
+
+_BLANKED_KINDS = frozenset({"string", "char"})
+
+
+def _blank_literals(code: str, tokens: list[Token]) -> str:
+    """`code` with string and char literals and «names» replaced by `x`s (their brackets and line
+    breaks are not the proof's structure)."""
+    spans = [(t.start, t.end) for t in tokens if t.kind in _BLANKED_KINDS or (t.kind == "ident" and "«" in t.text)]
+    if not spans:
+        return code
+    pieces, prev = [], 0
+    for start, end in spans:
+        pieces.append(code[prev:start])
+        pieces.append("x" * (end - start))
+        prev = end
+    pieces.append(code[prev:])
+    return "".join(pieces)
+
+
+def _check_proof(proof: str, config: GuardConfig, col0: int) -> None:
+    """Every rule, on the lexed proof (raises `Refused`)."""
+    _check_characters(proof)
+    tokens, code = tokenize(proof)
+    _check_code_characters(code)
+    _check_tokens(proof, tokens, config, "proof")
+    _check_structure(proof, _blank_literals(code, tokens), col0)
+
+
+def guard_proof(proof: str, config: GuardConfig = DEFAULT_CONFIG, col0: int = 0) -> GuardResult:
+    """Refuse a proof (the text after `:=`) that uses a forbidden construct or is more than one
+    term or tactic block. `col0`: the column where the proof starts in the text Lean checks."""
     try:
         if _SUSPECT.search(proof):
-            _check_tokens(proof, _lex(proof), config, "proof")
-        else:  # see _SUSPECT; there are no comments either, so the code is the whole text
+            _check_proof(proof, config, col0)
+        else:  # see _SUSPECT: no comments, strings, char literals or «names», so the code is the text
             _check_characters(proof)
             _check_code_characters(proof)
+            _check_structure(proof, proof, col0)
     except Refused as r:
         return GuardResult(False, r.rule, r.message)
     return ACCEPTED
@@ -466,4 +542,7 @@ def guard(statement: str, proof: str, config: GuardConfig | None = None) -> Guar
     """Check the statement, then the proof; the first refusal wins."""
     config = config or DEFAULT_CONFIG
     result = guard_statement(statement, config)
-    return result if not result.ok else guard_proof(proof, config)
+    if not result.ok:
+        return result
+    # The proof starts after `statement + " := "` (the lean_repl path sends ` :=(` in its place).
+    return guard_proof(proof, config, len(statement) - (statement.rfind("\n") + 1) + len(" := "))

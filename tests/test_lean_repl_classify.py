@@ -40,11 +40,46 @@ def test_fixture(path):
 def test_build_command_positions():
     statement = "theorem t (p : Prop)\n    (h : p) : p"
     c = build_command(statement, "by\n  exact h")
-    assert c.text == "theorem t (p : Prop)\n    (h : p) : p := by\n  exact h\n\n#print axioms t"
+    assert c.text == "theorem t (p : Prop)\n    (h : p) : p :=(by\n  exact h\n)\n\n#print axioms t"
     assert (c.proof_line, c.proof_col) == (2, len("    (h : p) : p := "))
     lines = c.text.split("\n")
     assert lines[c.axioms_line - 1] == "#print axioms t"
     assert lines[c.proof_line - 1][c.proof_col:] == "by"
+    assert lines[c.axioms_line - 3] == ")"
+
+
+# The proof goes to Lean inside parentheses that only the command closes: a command hidden in the
+# proof (any keyword, indented at the block's column or after `;`, where the guard cannot tell it
+# from a tactic it does not know) is then a parse error in Lean instead of a command run after the
+# theorem. The guard's bracket rule makes sure the proof cannot close the parenthesis itself.
+HIDDEN_COMMANDS = [
+    "by exact h; simproc foo (x) := by simp",
+    "by\n  exact h\n  simproc foo (x) := by simp",
+    "by\n  exact h\n  unseal foo",
+    "fun x => x unseal foo",
+]
+
+
+@pytest.mark.parametrize("proof", HIDDEN_COMMANDS)
+def test_a_hidden_command_stays_inside_the_parenthesised_proof(proof):
+    from lean_env.guard import _CLOSER, _OPENER, guard
+
+    statement = "theorem t (p : Prop) (h : p) : p"
+    c = build_command(statement, proof)
+    assert c.text.startswith(statement + " :=(" + proof + "\n)\n")
+    # the bracket the command opens closes at its own `)`, after the whole proof
+    depth, closed_at = 0, None
+    for i, ch in enumerate(c.text):
+        if ch in _CLOSER:
+            depth += 1
+        elif ch in _OPENER:
+            depth -= 1
+            if depth == 0 and i > len(statement):
+                closed_at = i
+                break
+    assert closed_at == len(statement) + len(" :=(") + len(proof) + 1
+    # and a proof that would close it itself is refused before it is sent
+    assert guard(statement, "h)\n  " + proof.removeprefix("by").strip() + " (x").rule == "brackets"
 
 
 def test_error_position_is_relative_to_a_multiline_statement():

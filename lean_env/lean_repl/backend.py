@@ -10,7 +10,7 @@ an address-space limit, and a stripped environment.
 
 Per worker: start-up request `{"cmd": header}` -> `{"env": N}` (refused if the header has an
 error: a missing Mathlib must not turn into a million `fail`s), then per proof
-`{"cmd": "<statement> := <proof>\\n\\n#print axioms NAME", "env": N}`, judged by
+`{"cmd": "<statement> :=(<proof>\\n)\\n\\n#print axioms NAME", "env": N}`, judged by
 `lean_env.lean_repl.classify`. A reply without `env` (`{"message": "Unknown environment."}`)
 makes the item an `error` and the worker is replaced.
 
@@ -31,7 +31,7 @@ from lean_env.lean_repl.setup import resolve
 from lean_env.pool import DEFAULT_ENV_KEEP, BlankLineJsonCodec, Outcome, WorkerPool, default_pool_size, worker_env
 from lean_env.verifier import DEFAULT_TIMEOUT, Backend, Item, Result
 
-VERSION = 1  # bump when the command sent or the classification changes
+VERSION = 2  # bump when the command sent or the classification changes
 
 
 class ReplCodec(BlankLineJsonCodec):

@@ -1,9 +1,10 @@
 """What the Lean REPL's reply to one proof means: `pass`, `fail`, `timeout` or `error`.
 
 A proof is sent to the REPL as one command in the worker's header environment (see
-`build_command`):
+`build_command`: the parentheses make the proof one term, so no command can hide in it):
 
-    theorem NAME (binders) : TYPE := PROOF
+    theorem NAME (binders) : TYPE :=(PROOF
+    )
 
     #print axioms NAME
 
@@ -85,14 +86,21 @@ def theorem_name(statement: str) -> str:
 
 
 def build_command(statement: str, proof: str) -> Command:
-    """`STATEMENT := PROOF`, a blank line, then `#print axioms NAME`."""
+    """`STATEMENT :=(PROOF` and `)` on a line of its own, a blank line, then `#print axioms NAME`.
+
+    The parentheses make the proof one term for Lean's own parser: a command anywhere in the proof
+    (whatever its keyword, indented or after `;`) is then a parse error, never a command run after
+    the theorem. The guard has checked that the proof's brackets balance, so it cannot close ours.
+    `(` takes the place of the space after `:=`, so every column in the proof is the one Lean would
+    report for `STATEMENT := PROOF`, and `)` sits at column 0, where it ends any tactic block.
+    """
     name = theorem_name(statement)
-    head = f"{statement} := "
+    head = f"{statement} :=("
     proof_line = head.count("\n") + 1
     proof_col = len(head) - (head.rfind("\n") + 1)
     # A blank line first, so that `#print` cannot be read as part of the proof's last term.
-    text = f"{head}{proof}\n\n#print axioms {name}"
-    axioms_line = proof_line + proof.count("\n") + 2
+    text = f"{head}{proof}\n)\n\n#print axioms {name}"
+    axioms_line = proof_line + proof.count("\n") + 3
     return Command(text, name, proof_line, proof_col, axioms_line)
 
 
@@ -172,6 +180,8 @@ def _describe(message: dict, command: Command) -> str:
         return f"statement {line}:{col}: {data}"
     if line >= command.axioms_line:
         return f"after the proof: {data}"
+    if line > command.axioms_line - 3:  # the line of our closing `)`, or the blank one after it
+        return f"at the end of the proof: {data}"
     rel_line = line - command.proof_line + 1
     rel_col = col - command.proof_col if line == command.proof_line else col
     return f"{rel_line}:{rel_col}: {data}"
