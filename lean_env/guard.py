@@ -67,6 +67,11 @@ KEYWORD_RULES: dict[str, str] = {
     "apply?": "apply?",
     "exact?": "exact?",
     "library_search": "library_search",
+    # suggestion tactics without Lean's `?` mark (every tactic with the mark is refused by class:
+    # see `_is_search`)
+    "hint": "search",
+    "polyrith": "search",
+    "rw_search": "search",
     "native_decide": "native_decide",
     "axiom": "axiom",
     "opaque": "opaque",
@@ -137,7 +142,7 @@ _WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTION
 # honest proofs take this path, and the lexer is the guard's main cost.
 _SUSPECT = re.compile("|".join(
     [re.escape(w) for w in sorted(_WATCHED - {":=", "+", "-"}, key=len, reverse=True)]
-    + ["--", "/-", '"', "«", "#", "@", "`", r"\\", "\n:=", r"'(?:\\.|[^\\'\n])'"]))
+    + ["--", "/-", '"', "«", "#", "@", "`", r"\\", "\n:=", r"'(?:\\.|[^\\'\n])'", r"[\w'!]\?"]))
 
 # --- characters ------------------------------------------------------------------------------
 
@@ -207,6 +212,17 @@ def ident_parts(name: str) -> list[str]:
     if "«" not in name:
         return name.split(".")
     return [p.strip("«»") for p in re.findall(_ID_PART, name)]
+
+
+# Where a `?`-marked name is a term, not a tactic: the argument of these (`exact happly?`).
+_TERM_HEADS = frozenset({"exact", "apply", "refine", "refine'", "use", "exists", ":="})
+
+
+def _is_search(name: str, prev: Token | None) -> bool:
+    """A plain (undotted) name with Lean's `?` mark — `exact?`, `rw?`, `simp?!`, `aesop?`, … the
+    convention for tactics that search or suggest — anywhere but as the argument of a term-taking
+    tactic (`exact happly?` names a hypothesis). Dotted names (`List.head?`) are functions."""
+    return "?" in name and "." not in name and (prev is None or prev.text not in _TERM_HEADS)
 
 
 def _plain(name: str) -> str:
@@ -347,7 +363,8 @@ def _check_tokens(text: str, tokens: list[Token], config: GuardConfig, where: st
         tok = tokens[k]
         if tok.text not in _WATCHED and tok.kind in ("symbol", "number", "char"):
             continue  # fast path: most tokens are `(`, `⟨`, `h.1`, …
-        if tok.kind == "ident" and tok.text not in _WATCHED and "." not in tok.text and "«" not in tok.text:
+        if tok.kind == "ident" and tok.text not in _WATCHED and "." not in tok.text and "«" not in tok.text \
+                and "?" not in tok.text:
             continue
         found = _rule_at(text, tokens, k, config)
         if found:
@@ -359,10 +376,10 @@ def _rule_at(text: str, tokens: list[Token], k: int, config: GuardConfig) -> tup
     """(rule, offence) if the token at `k` breaks a rule, else None."""
     tok = tokens[k]
     nxt = tokens[k + 1] if k + 1 < len(tokens) else None
-    if tok.kind == "ident":
-        return _ident_rule(tok, nxt, config)
-    adjacent = nxt is not None and nxt.start == tok.end
     prev = tokens[k - 1] if k > 0 else None
+    if tok.kind == "ident":
+        return _ident_rule(tok, prev, nxt, config)
+    adjacent = nxt is not None and nxt.start == tok.end
     if tok.kind == "string":
         # Lean parses the `{…}` segments of an interpolated string as terms, and a string literal is
         # interpolated after `s!`/`m!`/`f!` and also without any `!` (`dbg_trace "…"`,
@@ -385,7 +402,7 @@ def _rule_at(text: str, tokens: list[Token], k: int, config: GuardConfig) -> tup
     return None
 
 
-def _ident_rule(tok: Token, nxt: Token | None, config: GuardConfig) -> tuple[str, str] | None:
+def _ident_rule(tok: Token, prev: Token | None, nxt: Token | None, config: GuardConfig) -> tuple[str, str] | None:
     parts = ident_parts(tok.text)
     name = ".".join(parts)
     rule = KEYWORD_RULES.get(name)
@@ -396,6 +413,8 @@ def _ident_rule(tok: Token, nxt: Token | None, config: GuardConfig) -> tuple[str
         return "set_option", f"set_option {option} (not in the allowed options)"
     if rule:
         return rule, f"`{tok.text}`"
+    if _is_search(name, prev):
+        return "search", f"search tactic `{tok.text}` (Lean's `?` mark: it searches or suggests)"
     for part in parts:
         if part in CONSTANT_RULES:
             return CONSTANT_RULES[part], f"constant `{tok.text}`"

@@ -543,3 +543,43 @@ def _issue18_texts():
         if name.isupper() and isinstance(value, list) and name not in ("REFUSED", "HONEST", "SPELLINGS", "HARMLESS"):
             texts += [v[0] if isinstance(v, tuple) else v for v in value if isinstance(v, (str, tuple))]
     return [t for t in texts if isinstance(t, str)]
+
+
+# Search and suggestion tactics: the class is Lean's `?` mark (`exact?`, `apply?`, `rw?`, `simp?`,
+# `aesop?`, `simp_all?`, `says` after a `simp?`, …), whatever the tactic; the few suggestion
+# tactics without the mark (`hint`, `polyrith`, `rw_search`, `library_search`) are named.
+SEARCH_TACTICS = [
+    ("by rw?", "search"),
+    ("by simp?", "search"),
+    ("by\n  intro x\n  aesop?", "search"),
+    ("by simp_all?", "search"),
+    ("by field_simp?", "search"),
+    ("by norm_num?", "search"),
+    ("by simp?!", "search"),
+    ("by simp? says simp only [h]", "search"),
+    ("by exact h; rw?", "search"),
+    ("by «simp?»", "search"),
+    ("by first | simp? | rfl", "search"),
+    ("by unknown_future_search?", "search"),
+    ("by hint", "search"),
+    ("by\n  intro x\n  hint", "search"),
+    ("by polyrith", "search"),
+    ("by rw_search", "search"),
+    ("by all_goals simp?", "search"),
+    ("by iterate 2 rw?", "search"),
+    ("by\n  constructor <;> simp?", "search"),
+    ("by apply?", "apply?"),
+    ("by exact?", "exact?"),
+]
+
+
+@pytest.mark.parametrize("proof,rule", SEARCH_TACTICS)
+def test_search_tactics_are_refused_as_a_class(proof, rule):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, rule), (proof, result)
+
+
+def test_question_marks_that_are_not_search_pass():
+    for proof in ["by\n  refine ⟨?_, ?_⟩ <;> exact h", "by exact (List.head? [h]).isSome", "by exact h.hint",
+                  "by exact hint_lemma", "by refine ?a", "by exact happly?"]:
+        assert guard(STATEMENT, proof).ok, (proof, guard(STATEMENT, proof))
