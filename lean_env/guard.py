@@ -128,6 +128,17 @@ CONSTANT_RULES: dict[str, str] = {
     "lcUnreachable": "unsafe",
 }
 
+# Meta-level code: Lean's own implementation, which can add declarations without the kernel,
+# switch checks off or elaborate arbitrary code. A name is refused if its root (after `_root_`) is
+# one of Lean's implementation namespaces (also reachable without the `Lean.` prefix once `Lean` is
+# open in a header) or Mathlib's (its tactics and meta code live under `Mathlib.`), or if any of its
+# parts is `Lean`, a meta monad, or a function that changes the environment or the options. «»
+# escapes are undone first, so `«Lean».addDecl` is `Lean.addDecl`.
+META_ROOTS = frozenset({"Lean", "Elab", "Meta", "Parser", "PrettyPrinter", "Server", "Compiler", "IR",
+                        "Environment", "Mathlib", "debug"})
+META_PARTS = frozenset({"Lean", "addDecl", "addAndCompile", "withOptions", "modifyEnv", "setEnv", "skipKernelTC",
+                        "CoreM", "MetaM", "TermElabM", "TacticM", "CommandElabM", "MacroM"})
+
 # Tactic-config options that replace or skip kernel checking: refused as `NAME := anything` (any
 # value, any spelling of it: `true`, `Bool.true`, `(true)`, `!false`, an expression) and as the flags
 # `+NAME` / `-NAME`, the name escaped or not. Setting one to false costs an honest proof nothing
@@ -135,7 +146,8 @@ CONSTANT_RULES: dict[str, str] = {
 _BYPASS_OPTIONS = frozenset({"decide", "native", "kernel"})
 _HASH_RULES = {"eval": "#eval", "exit": "#exit", "print": "#print"}  # any other `#x`: "#command"
 # Token texts that may break a rule; any other plain identifier or symbol is skipped quickly.
-_WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTIONS | {":=", "#", "@[", "`(", "`[", "+", "-"}
+_WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTIONS | META_ROOTS | META_PARTS \
+    | {":=", "#", "@[", "`(", "`[", "+", "-"}
 # Every rule needs one of these substrings: a watched word, or a character that starts a
 # comment, string, «name», command, attribute, quotation or escape, or `:=` at column 0. Text
 # without any of them cannot be refused by a token rule, so lexing it can be skipped: most
@@ -418,6 +430,9 @@ def _ident_rule(tok: Token, prev: Token | None, nxt: Token | None, config: Guard
     for part in parts:
         if part in CONSTANT_RULES:
             return CONSTANT_RULES[part], f"constant `{tok.text}`"
+    root = parts[1] if parts[0] == "_root_" and len(parts) > 1 else parts[0]
+    if root in META_ROOTS or any(part in META_PARTS for part in parts):
+        return "meta", f"`{tok.text}` refers to Lean's implementation (meta-level code)"
     if name in _BYPASS_OPTIONS and nxt is not None and nxt.text == ":=":
         return "kernel_bypass", f"option {name} := …"
     return None

@@ -583,3 +583,47 @@ def test_question_marks_that_are_not_search_pass():
     for proof in ["by\n  refine ⟨?_, ?_⟩ <;> exact h", "by exact (List.head? [h]).isSome", "by exact h.hint",
                   "by exact hint_lemma", "by refine ?a", "by exact happly?"]:
         assert guard(STATEMENT, proof).ok, (proof, guard(STATEMENT, proof))
+
+
+# Meta-level code: any reference to Lean's implementation (the `Lean` namespace anywhere in a name,
+# its sub-namespaces reached without the prefix, the meta monads, declaration-adding and
+# option-setting functions, `debug.*` options), however spelled: «»-escaped, through `_root_`,
+# after `open … in` (refused as `open`).
+META_REFERENCES = [
+    ("by exact (Lean.Elab.Term.elabTerm)", "meta"),
+    ("by exact Lean.Meta.mkFreshExprMVar", "meta"),
+    ("by exact (Lean.addDecl : _)", "meta"),
+    ("by exact _root_.Lean.addDecl", "meta"),
+    ("by exact «Lean».addDecl", "meta"),
+    ("by exact Lean.«Elab».Command.liftTermElabM", "meta"),
+    ("by exact (Lean.Environment.contains)", "meta"),
+    ("by exact Elab.Term.elabTerm", "meta"),
+    ("by exact (Meta.whnf)", "meta"),
+    ("by exact (debug.skipKernelTC)", "meta"),
+    ("by exact withOptions id h", "meta"),
+    ("by exact h.addDecl", "meta"),
+    ("by exact (fun (_ : TacticM Unit) => h)", "meta"),
+    ("by exact (fun (_ : MetaM Unit) => h)", "meta"),
+    ("by exact Environment.find?", "meta"),
+    ("by exact (modifyEnv id)", "meta"),
+    ("by exact Mathlib.Meta.NormNum.isNat_add", "meta"),
+    ("by\n  open Lean in exact addDecl", "open"),
+]
+
+
+@pytest.mark.parametrize("proof,rule", META_REFERENCES)
+def test_meta_level_references_are_refused_however_spelled(proof, rule):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, rule), (proof, result)
+
+
+def test_math_names_near_meta_ones_pass():
+    for proof in ["by exact ProbabilityTheory.Kernel.comp_id", "by exact Classical.em p", "by exact hLean",
+                  "by exact h.elim", "by exact MetaTheorem.foo", "by exact Nat.le_refl 0", "by exact leanprover"]:
+        assert guard(STATEMENT, proof).ok, (proof, guard(STATEMENT, proof))
+
+
+def test_no_setting_allows_a_debug_option():
+    config = GuardConfig(allowed_options=frozenset({"debug.skipKernelTC"}))
+    result = guard(STATEMENT, "set_option debug.skipKernelTC true in\nby exact h", config)
+    assert (result.ok, result.rule) == (False, "meta"), result
