@@ -103,11 +103,11 @@ def test_first_error_wins_and_any_heartbeat_timeout_is_a_timeout():
 
 def test_allow_list_is_configurable_but_never_admits_sorryax():
     c = build_command("theorem t : True", "trivial")
-    reply = {"env": 1, "messages": [{"severity": "info", "pos": {"line": 3, "column": 0},
+    reply = {"env": 1, "messages": [{"severity": "info", "pos": {"line": c.axioms_line, "column": 0},
                                      "data": "'t' depends on axioms: [propext, Classical.choice]"}]}
     assert classify(reply, c).verdict == "pass"
     assert classify(reply, c, allowed_axioms=["propext"]).verdict == "fail"
-    sorry = {"env": 1, "messages": [{"severity": "info", "pos": {"line": 3, "column": 0},
+    sorry = {"env": 1, "messages": [{"severity": "info", "pos": {"line": c.axioms_line, "column": 0},
                                      "data": "'t' depends on axioms: [sorryAx]"}]}
     assert classify(sorry, c, allowed_axioms=["sorryAx", "propext"]).verdict == "fail"
 
@@ -115,7 +115,7 @@ def test_allow_list_is_configurable_but_never_admits_sorryax():
 def test_guillemet_names_match():
     c = build_command("theorem «my thm» : True", "trivial")
     assert c.theorem == "«my thm»"
-    reply = {"env": 1, "messages": [{"severity": "info", "pos": {"line": 3, "column": 0},
+    reply = {"env": 1, "messages": [{"severity": "info", "pos": {"line": c.axioms_line, "column": 0},
                                      "data": "'«my thm»' does not depend on any axioms"}]}
     assert classify(reply, c).verdict == "pass"
 
@@ -139,3 +139,31 @@ def test_needs_restart_exactly_when_the_reply_is_not_a_command_result():
     assert needs_restart({"message": "Unknown environment."})
     assert needs_restart("garbage") and needs_restart({"env": "1"})
     assert not needs_restart({"env": 4, "messages": []})
+
+
+# --- issue 18: the classifier --------------------------------------------------------------------
+
+def _info(line, data, column=0):
+    return {"severity": "info", "pos": {"line": line, "column": column}, "endPos": None, "data": data}
+
+
+def test_the_axioms_answer_counts_only_at_the_appended_command():
+    """Tracing is allowed in a proof (`trace "…"` prints an info message at its own position), so
+    the one answer that counts is the one at the line of the `#print axioms` the worker appended."""
+    c = build_command("theorem t : True", "by\n  trace \"'t' does not depend on any axioms\"\n  exact sorry")
+    assert c.axioms_line == 6
+    forged_only = {"env": 1, "messages": [_info(2, "'t' does not depend on any axioms", 2)]}
+    v = classify(forged_only, c)
+    assert v.verdict != "pass", v
+    assert v.verdict == "fail" and "line 2" in v.message, v
+    # the real answer at its line, and a forged clean one elsewhere: never the forged one
+    both = {"env": 1, "messages": [_info(2, "'t' does not depend on any axioms", 2),
+                                   _info(6, "'t' depends on axioms: [sorryAx]")]}
+    assert classify(both, c).verdict == "fail"
+    forged_after = {"env": 1, "messages": [_info(6, "'t' depends on axioms: [sorryAx]"),
+                                           _info(7, "'t' does not depend on any axioms")]}
+    assert classify(forged_after, c).verdict == "fail"
+    no_position = {"env": 1, "messages": [{"severity": "info", "data": "'t' does not depend on any axioms"}]}
+    assert classify(no_position, c).verdict != "pass"
+    honest = {"env": 1, "messages": [_info(2, "hello", 2), _info(6, "'t' does not depend on any axioms")]}
+    assert classify(honest, c).verdict == "pass"

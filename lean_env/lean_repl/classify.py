@@ -24,9 +24,11 @@ with `{"message": "Unknown environment."}` and no `env`.
 * no message of severity `error`;
 * no `sorries`, and no warning "declaration uses 'sorry'" (older Lean) or "declaration uses
   `sorry`" (newer Lean);
-* exactly one `#print axioms` answer, naming our theorem (so the theorem was declared under the
-  name we gave, with the statement we gave: Lean refuses a second declaration of the same name),
-  and listing only allowed axioms; `sorryAx` is never allowed.
+* exactly one `#print axioms` answer, at the line of the `#print axioms` we appended, naming our
+  theorem (so the theorem was declared under the name we gave, with the statement we gave: Lean
+  refuses a second declaration of the same name), and listing only allowed axioms; `sorryAx` is
+  never allowed. Text shaped like an answer anywhere else fails the proof: a proof may print
+  (`trace "…"` is allowed), but what it prints never counts as the answer.
 
 A Lean heartbeat timeout ("(deterministic) timeout ... maxHeartbeats") is `timeout`; a reply that
 is not about the proof (a top-level `message`, no `env`, no `#print axioms` answer) is `error`, and
@@ -141,12 +143,21 @@ def classify(response: object, command: Command,
 
 
 def _check_axioms(messages: list[dict], command: Command, allowed_axioms: Iterable[str]) -> Verdict:
-    """The `#print axioms` answer must name our theorem and list only allowed axioms."""
+    """The answer of the `#print axioms` the worker appended — an info message on its line — must
+    name our theorem and list only allowed axioms. A proof may print messages (`trace`), so text
+    shaped like an answer anywhere else is the proof's own, and fails it."""
     reports = []
     for m in messages:
         data = str(m.get("data", "")).strip()
-        if m.get("severity") == "info" and (found := _DEPENDS.match(data) or _NO_AXIOMS.match(data)):
-            reports.append(found)
+        found = _DEPENDS.match(data) or _NO_AXIOMS.match(data)
+        if not found:
+            continue
+        line = _line_of(m)
+        if m.get("severity") != "info" or line != command.axioms_line:
+            where = f"line {line}" if line is not None else "no position"
+            return Verdict("fail", f"a message shaped like a `#print axioms` answer at {where}, not at the "
+                                   f"appended `#print axioms` (line {command.axioms_line}): the proof printed it")
+        reports.append(found)
     if not reports:
         # Without it we cannot tell what the proof rests on: not a pass, and not the proof's fault.
         return Verdict("error", "the REPL reply has no `#print axioms` answer")
@@ -162,6 +173,12 @@ def _check_axioms(messages: list[dict], command: Command, allowed_axioms: Iterab
     if bad:
         return Verdict("fail", f"depends on axioms outside the allow-list: {', '.join(bad)}")
     return Verdict("pass")
+
+
+def _line_of(message: dict) -> int | None:
+    pos = message.get("pos")
+    line = pos.get("line") if isinstance(pos, dict) else None
+    return line if isinstance(line, int) and not isinstance(line, bool) else None
 
 
 def _normal_name(name: str) -> str:
