@@ -167,3 +167,23 @@ def test_the_axioms_answer_counts_only_at_the_appended_command():
     assert classify(no_position, c).verdict != "pass"
     honest = {"env": 1, "messages": [_info(2, "hello", 2), _info(6, "'t' does not depend on any axioms")]}
     assert classify(honest, c).verdict == "pass"
+
+
+def test_axiom_names_are_matched_exactly_with_lean_escaping():
+    """Lean prints a name part that is not an identifier in «»: `«propext, Quot.sound»` is ONE user
+    axiom, and `«Classical.choice»` is a one-part name, not `Classical.choice`."""
+    c = build_command("theorem t : True", "trivial")
+
+    def verdict(axioms, **kw):
+        reply = {"env": 1, "messages": [_info(c.axioms_line, f"'t' depends on axioms: [{axioms}]")]}
+        return classify(reply, c, **kw).verdict
+
+    for forged in ["«propext, Quot.sound»", "«Classical.choice»", "propext, «Quot.sound»", "«propext»",
+                   "Classical.«choice»", "Classical.choice.«x»", "«propext", "propext»", "propext, ,",
+                   "propext Quot.sound", "Classical . choice"]:
+        assert verdict(forged) == "fail", forged
+    assert verdict("propext, Classical.choice, Quot.sound") == "pass"
+    assert verdict("propext,\n Classical.choice,\n Quot.sound") == "pass"  # Lean breaks long lists
+    assert verdict("«my axiom»", allowed_axioms=["«my axiom»"]) == "pass"
+    assert verdict("foo.«a b»", allowed_axioms=["«foo».«a b»"]) == "pass"  # allow-list written escaped
+    assert verdict("«foo.bar»", allowed_axioms=["foo.bar"]) == "fail"

@@ -44,7 +44,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lean_env.guard import ident_parts, tokenize
+from lean_env.guard import tokenize
 
 # Lean's three standard axioms. Everything Mathlib proves needs no others.
 DEFAULT_ALLOWED_AXIOMS = ("propext", "Classical.choice", "Quot.sound")
@@ -164,26 +164,64 @@ def _check_axioms(messages: list[dict], command: Command, allowed_axioms: Iterab
     if len(reports) > 1:
         return Verdict("fail", f"{len(reports)} `#print axioms` answers: the proof added commands")
     report = reports[0]
-    if _normal_name(report["name"]) != _normal_name(command.theorem):
+    if _lean_name(report["name"]) != _lean_name(command.theorem):
         return Verdict("fail", f"the REPL declared {report['name']!r}, not the theorem "
                                f"{command.theorem!r} with the given statement")
-    axioms = [a.strip() for a in (report.groupdict().get("axioms") or "").split(",") if a.strip()]
-    allowed = set(allowed_axioms) - NEVER_ALLOWED
-    bad = [a for a in axioms if _normal_name(a) not in allowed]
+    axioms = _axiom_list(report.groupdict().get("axioms") or "")
+    if axioms is None:
+        return Verdict("fail", f"unreadable axiom list in the `#print axioms` answer: {_clip(report.group(0))}")
+    # Each printed name must be, as printed, one of the allowed names as Lean prints them.
+    allowed = {_lean_name(a) for a in allowed_axioms} - {_lean_name(a) for a in NEVER_ALLOWED}
+    bad = [a for a in axioms if a not in allowed]
     if bad:
         return Verdict("fail", f"depends on axioms outside the allow-list: {', '.join(bad)}")
     return Verdict("pass")
+
+
+# One name part as Lean prints it without escaping (anything else is printed in «»).
+_PLAIN_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_'!?]*\Z")
+_PRINTED_NAME = re.compile(r"(?:«[^»\n]*»|[A-Za-z_][A-Za-z0-9_'!?]*)(?:\.(?:«[^»\n]*»|[A-Za-z_][A-Za-z0-9_'!?]*))*\Z")
+
+
+def _axiom_list(text: str) -> list[str] | None:
+    """The names in `#print axioms`' list, exactly as printed, or None if the list does not read as
+    `name, name, …`. Lean escapes a name part that is not an identifier in «», so a comma or a dot
+    inside «…» belongs to the part: `«propext, Quot.sound»` is one name."""
+    if not text.strip():
+        return []
+    names, current, i = [], [], 0
+    while i < len(text):
+        if text[i] == "«":
+            end = text.find("»", i)
+            if end < 0:
+                return None
+            current.append(text[i:end + 1])
+            i = end + 1
+        elif text[i] == ",":
+            names.append("".join(current).strip())
+            current, i = [], i + 1
+        else:
+            current.append(text[i])
+            i += 1
+    names.append("".join(current).strip())
+    return names if all(_PRINTED_NAME.match(n) for n in names) else None
+
+
+def _lean_name(name: str) -> str:
+    """`name` as Lean prints it: each part bare when it is an identifier, else in «» (so an allow-list
+    may write `«foo».bar` for `foo.bar`, and `«foo.bar»` stays one part)."""
+    parts = re.findall(r"«[^»]*»|[^.«»]+", name.strip())
+    out = []
+    for part in parts:
+        inner = part[1:-1] if part.startswith("«") else part
+        out.append(inner if _PLAIN_PART.match(inner) else f"«{inner}»")
+    return ".".join(out)
 
 
 def _line_of(message: dict) -> int | None:
     pos = message.get("pos")
     line = pos.get("line") if isinstance(pos, dict) else None
     return line if isinstance(line, int) and not isinstance(line, bool) else None
-
-
-def _normal_name(name: str) -> str:
-    """`«foo».bar` and `foo.bar` name the same constant."""
-    return ".".join(ident_parts(name.strip()))
 
 
 def _describe(message: dict, command: Command) -> str:
