@@ -187,3 +187,21 @@ def test_axiom_names_are_matched_exactly_with_lean_escaping():
     assert verdict("«my axiom»", allowed_axioms=["«my axiom»"]) == "pass"
     assert verdict("foo.«a b»", allowed_axioms=["«foo».«a b»"]) == "pass"  # allow-list written escaped
     assert verdict("«foo.bar»", allowed_axioms=["foo.bar"]) == "fail"
+
+
+def test_unknown_severities_are_errors_and_sorry_counts_at_any_severity():
+    c = build_command("theorem t : True", "trivial")
+    clean = _info(c.axioms_line, "'t' does not depend on any axioms")
+
+    def verdict(*messages):
+        return classify({"env": 1, "messages": [*messages, clean]}, c).verdict
+
+    assert verdict() == "pass"
+    for severity in ("Error", "ERROR", "fatal", "trace", "", None, 3, "errors"):
+        m = {"severity": severity, "pos": {"line": 1, "column": 0}, "data": "type mismatch"}
+        assert verdict(m) == "fail", severity
+    assert verdict({"pos": {"line": 1, "column": 0}, "data": "no severity at all"}) == "fail"
+    for severity in ("info", "information", "warning"):
+        assert verdict({"severity": severity, "pos": {"line": 1, "column": 0}, "data": "note"}) == "pass"
+        sorry = {"severity": severity, "pos": {"line": 1, "column": 8}, "data": "declaration uses 'sorry'"}
+        assert verdict(sorry) == "fail", severity

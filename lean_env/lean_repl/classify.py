@@ -11,7 +11,7 @@ A proof is sent to the REPL as one command in the worker's header environment (s
 and the REPL answers with a JSON object (leanprover-community/repl, `REPL/JSON.lean`):
 
     {"env": 7,
-     "messages": [{"severity": "error" | "warning" | "info" | "trace",
+     "messages": [{"severity": "error" | "warning" | "info",
                    "pos": {"line": 1, "column": 40}, "endPos": {...} or null,
                    "data": "unsolved goals ..."}],
      "sorries": [{"goal": "...", "pos": ..., "endPos": ..., "proofState": 0}]}
@@ -21,9 +21,10 @@ with `{"message": "Unknown environment."}` and no `env`.
 
 `classify` passes a proof only when *all* of these hold:
 
-* no message of severity `error`;
-* no `sorries`, and no warning "declaration uses 'sorry'" (older Lean) or "declaration uses
-  `sorry`" (newer Lean);
+* no message whose severity is anything but `info`/`information`/`warning` (an unknown or
+  misspelt severity is an error);
+* no `sorries`, and no message, at any severity, saying "declaration uses 'sorry'" (older Lean) or
+  "declaration uses `sorry`" (newer Lean);
 * exactly one `#print axioms` answer, at the line of the `#print axioms` we appended, naming our
   theorem (so the theorem was declared under the name we gave, with the statement we gave: Lean
   refuses a second declaration of the same name), and listing only allowed axioms; `sorryAx` is
@@ -49,6 +50,9 @@ from lean_env.guard import tokenize
 # Lean's three standard axioms. Everything Mathlib proves needs no others.
 DEFAULT_ALLOWED_AXIOMS = ("propext", "Classical.choice", "Quot.sound")
 NEVER_ALLOWED = frozenset({"sorryAx"})  # a `sorry` that slipped through any other check
+# The REPL writes Lean's `information` as "info" (REPL/JSON.lean); its `Severity` also has "trace",
+# which no Lean message maps to: like any other spelling, it counts as an error (the safe side).
+HARMLESS_SEVERITIES = frozenset({"info", "information", "warning"})
 MAX_MESSAGE_CHARS = 2000
 
 # "'t' depends on axioms: [propext, Classical.choice]" and "'t' does not depend on any axioms".
@@ -128,7 +132,8 @@ def classify(response: object, command: Command,
             not all(isinstance(m, dict) for m in messages):
         return Verdict("error", f"malformed REPL reply: {str(response):.200}", restart=True)
 
-    errors = [m for m in messages if m.get("severity") == "error"]
+    # Any severity but the known harmless ones is an error: a new or misspelt one must not be ignored.
+    errors = [m for m in messages if m.get("severity") not in HARMLESS_SEVERITIES]
     timeouts = [m for m in errors if _HEARTBEATS.search(str(m.get("data", "")))]
     if timeouts:
         return Verdict("timeout", _describe(timeouts[0], command))
@@ -136,8 +141,8 @@ def classify(response: object, command: Command,
         return Verdict("fail", _describe(errors[0], command))
     if sorries:
         return Verdict("fail", _describe({"pos": sorries[0].get("pos"), "data": "proof contains `sorry`"}, command))
-    for m in messages:
-        if m.get("severity") == "warning" and _USES_SORRY.search(str(m.get("data", ""))):
+    for m in messages:  # at every severity
+        if _USES_SORRY.search(str(m.get("data", ""))):
             return Verdict("fail", _describe(m, command))
     return _check_axioms(messages, command, allowed_axioms)
 
@@ -153,7 +158,7 @@ def _check_axioms(messages: list[dict], command: Command, allowed_axioms: Iterab
         if not found:
             continue
         line = _line_of(m)
-        if m.get("severity") != "info" or line != command.axioms_line:
+        if m.get("severity") not in ("info", "information") or line != command.axioms_line:
             where = f"line {line}" if line is not None else "no position"
             return Verdict("fail", f"a message shaped like a `#print axioms` answer at {where}, not at the "
                                    f"appended `#print axioms` (line {command.axioms_line}): the proof printed it")
