@@ -205,3 +205,16 @@ def test_unknown_severities_are_errors_and_sorry_counts_at_any_severity():
         assert verdict({"severity": severity, "pos": {"line": 1, "column": 0}, "data": "note"}) == "pass"
         sorry = {"severity": severity, "pos": {"line": 1, "column": 8}, "data": "declaration uses 'sorry'"}
         assert verdict(sorry) == "fail", severity
+
+
+def test_a_reply_whose_env_is_not_an_integer_is_a_protocol_error():
+    from lean_env.lean_repl.classify import needs_restart
+
+    c = build_command("theorem t : True", "trivial")
+    clean = _info(c.axioms_line, "'t' does not depend on any axioms")
+    for env in ("1", 1.0, True, False, None, [1], {"id": 1}, -1.5):
+        reply = {"env": env, "messages": [clean]}
+        v = classify(reply, c)
+        assert (v.verdict, v.restart) == ("error", True), env
+        assert needs_restart(reply), env
+    assert classify({"env": 0, "messages": [clean]}, c).verdict == "pass"

@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from lean_env.lean_repl.classify import DEFAULT_ALLOWED_AXIOMS, Command, build_command, classify, needs_restart
+from lean_env.lean_repl.classify import (DEFAULT_ALLOWED_AXIOMS, Command, build_command, classify, is_env,
+                                         needs_restart)
 from lean_env.lean_repl.setup import resolve
 from lean_env.pool import DEFAULT_ENV_KEEP, BlankLineJsonCodec, Outcome, WorkerPool, default_pool_size, worker_env
 from lean_env.verifier import DEFAULT_TIMEOUT, Backend, Item, Result
@@ -56,7 +57,7 @@ class ReplCodec(BlankLineJsonCodec):
             raise ValueError(f"the header failed in Lean: {str(first.get('data', ''))[:500]} "
                              "(check the header, e.g. `import Mathlib` needs a project with Mathlib built)")
         env = response.get("env")
-        if not isinstance(env, int):
+        if not is_env(env):
             raise ValueError(f"the header reply has no environment: {str(response)[:200]}")
         if self.env is not None and env != self.env:
             raise ValueError(f"the header gave environment {env}, other workers {self.env}")

@@ -111,9 +111,14 @@ def build_command(statement: str, proof: str) -> Command:
 
 
 def needs_restart(response: object) -> bool:
-    """True when a reply is not the result of running a command (no `env`): the worker is out of
-    step with us (it lost the header environment, or answered something else) and is replaced."""
-    return not isinstance(response, dict) or not isinstance(response.get("env"), int)
+    """True when a reply is not the result of running a command (no integer `env`): the worker is
+    out of step with us (it lost the header environment, or answered something else) and is replaced."""
+    return not isinstance(response, dict) or not is_env(response.get("env"))
+
+
+def is_env(value: object) -> bool:
+    """An environment number: an int, and not a bool (which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def classify(response: object, command: Command,
@@ -125,6 +130,10 @@ def classify(response: object, command: Command,
         # `{"message": "Unknown environment."}` and the like: the REPL did not run the command.
         text = response.get("message", response)
         return Verdict("error", f"REPL refused the command: {_clip(str(text))}", restart=True)
+    if not is_env(response["env"]):
+        # Not a reply the REPL gives to a command it ran: a protocol error, whatever else it says.
+        return Verdict("error", f"REPL reply with a non-integer env {response['env']!r:.50}: protocol error",
+                       restart=True)
 
     messages = response.get("messages") or []
     sorries = response.get("sorries") or []
