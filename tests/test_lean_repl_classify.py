@@ -218,3 +218,23 @@ def test_a_reply_whose_env_is_not_an_integer_is_a_protocol_error():
         assert (v.verdict, v.restart) == ("error", True), env
         assert needs_restart(reply), env
     assert classify({"env": 0, "messages": [clean]}, c).verdict == "pass"
+
+
+def test_only_leans_own_timeout_messages_are_timeouts():
+    c = build_command("theorem t : True", "trivial")
+    clean = _info(c.axioms_line, "'t' does not depend on any axioms")
+
+    def verdict(data):
+        err = {"severity": "error", "pos": {"line": 1, "column": 20}, "data": data}
+        return classify({"env": 1, "messages": [err, clean]}, c).verdict
+
+    for real in ["(deterministic) timeout at `whnf`, maximum number of heartbeats (200000) has been reached\n"
+                 "Use `set_option maxHeartbeats <num>` to set the limit.",
+                 "(deterministic) timeout at `isDefEq`, maximum number of heartbeats (400000) has been reached",
+                 "(deterministic) timeout, maximum number of heartbeats (200000) has been reached",
+                 "(kernel) deterministic timeout"]:
+        assert verdict(real) == "timeout", real
+    for ordinary in ["unknown identifier 'maxHeartbeats'", "type mismatch: h uses maxHeartbeats",
+                     "maximum number of heartbeats", "the proof says (deterministic) timeout here",
+                     "unsolved goals\n⊢ (deterministic) timeout", "(kernel) declaration has metavariables 't'"]:
+        assert verdict(ordinary) == "fail", ordinary

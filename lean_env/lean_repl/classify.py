@@ -31,7 +31,8 @@ with `{"message": "Unknown environment."}` and no `env`.
   never allowed. Text shaped like an answer anywhere else fails the proof: a proof may print
   (`trace "…"` is allowed), but what it prints never counts as the answer.
 
-A Lean heartbeat timeout ("(deterministic) timeout ... maxHeartbeats") is `timeout`; a reply that
+Lean's own timeout messages (the heartbeat limit's "(deterministic) timeout …, maximum number of
+heartbeats …" and the kernel's "(kernel) deterministic timeout") are `timeout`; a reply that
 is not about the proof (a top-level `message`, no `env`, no `#print axioms` answer) is `error`, and
 `Verdict.restart` asks for the worker to be replaced, since its state can no longer be trusted.
 
@@ -61,8 +62,13 @@ _DEPENDS = re.compile(r"^'(?P<name>.+?)' depends on axioms: \[(?P<axioms>.*)\]\s
 _NO_AXIOMS = re.compile(r"^'(?P<name>.+?)' does not depend on any axioms\s*$", re.S)
 # "declaration uses 'sorry'" (Lean up to 2024) and "declaration uses `sorry`" (later).
 _USES_SORRY = re.compile(r"declaration uses ['`]sorry['`]")
-# "(deterministic) timeout at `whnf`, maximum number of heartbeats (200000) has been reached ..."
-_HEARTBEATS = re.compile(r"\(deterministic\) timeout|maximum number of heartbeats|maxHeartbeats")
+# Lean's own timeout messages, and only them: the elaborator's heartbeat limit
+#   "(deterministic) timeout at `whnf`, maximum number of heartbeats (200000) has been reached …"
+#   (older: "(deterministic) timeout, maximum number of heartbeats …")
+# and the kernel's "(kernel) deterministic timeout". A message that merely mentions heartbeats or
+# maxHeartbeats (an unknown identifier, a type mismatch) is an ordinary error: `fail`.
+_HEARTBEATS = re.compile(r"\s*(?:\(deterministic\) timeout\b.*maximum number of heartbeats"
+                         r"|\(kernel\) deterministic timeout\b)", re.S)
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ def classify(response: object, command: Command,
 
     # Any severity but the known harmless ones is an error: a new or misspelt one must not be ignored.
     errors = [m for m in messages if m.get("severity") not in HARMLESS_SEVERITIES]
-    timeouts = [m for m in errors if _HEARTBEATS.search(str(m.get("data", "")))]
+    timeouts = [m for m in errors if _HEARTBEATS.match(str(m.get("data", "")))]
     if timeouts:
         return Verdict("timeout", _describe(timeouts[0], command))
     if errors:
