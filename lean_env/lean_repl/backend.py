@@ -30,7 +30,7 @@ from lean_env.lean_repl.classify import (DEFAULT_ALLOWED_AXIOMS, Command, build_
                                          needs_restart)
 from lean_env.lean_repl.setup import resolve
 from lean_env.pool import DEFAULT_ENV_KEEP, BlankLineJsonCodec, Outcome, WorkerPool, default_pool_size, worker_env
-from lean_env.verifier import DEFAULT_TIMEOUT, Backend, Item, Result
+from lean_env.verifier import DEFAULT_TIMEOUT, Backend, Item, Result, item_problem
 
 VERSION = 2  # bump when the command sent or the classification changes
 
@@ -126,18 +126,21 @@ class LeanReplBackend(Backend):
                workers: int | None = None, progress: bool = False) -> list[Result]:
         commands: list[Command | None] = []
         requests = []
+        results = []
         for item in items:
+            # verify_items has refused such items already; a direct caller may not have, and one
+            # text that cannot go out as UTF-8 must not stop the batch
+            problem = item_problem(item)
+            results.append(Result(item.id, "invalid", problem) if problem else
+                           Result(item.id, "error", "statement does not start with `theorem NAME`"))
             try:
-                command = build_command(item.statement, item.proof)
+                command = None if problem else build_command(item.statement, item.proof)
             except ValueError:  # the guard normally refuses such statements first
-                commands.append(None)
-                requests.append(None)
-                continue
+                command = None
             commands.append(command)
-            requests.append({"cmd": command.text})
+            requests.append(None if command is None else {"cmd": command.text})
         todo = [i for i, r in enumerate(requests) if r is not None]
         outcomes = self.pool(workers).run([requests[i] for i in todo], timeout=timeout, progress=progress)
-        results = [Result(item.id, "error", "statement does not start with `theorem NAME`") for item in items]
         for i, outcome in zip(todo, outcomes):
             results[i] = self._result(items[i], commands[i], outcome)
         return results
