@@ -413,3 +413,17 @@ def test_a_text_that_cannot_go_out_as_utf8_does_not_stop_the_batch(tmp_path):
         results = backend.verify([Item(0, STATEMENT, "by exact h\ud800"), Item(1, STATEMENT, "by exact h")],
                                  timeout=5, workers=1)
     assert [r.verdict for r in results] == ["invalid", "pass"] and "surrogate" in results[0].message
+
+
+@pytest.mark.parametrize("header,reason", [
+    ("theorem cheat : False := sorry", "sorry"),
+    ("axiom x : True\ntheorem cheat : False := by sorry", "sorry"),
+    ("-- fake_header_severity", "something went wrong"),
+])
+def test_a_header_whose_reply_carries_sorry_or_an_unknown_severity_is_refused(tmp_path, header, reason):
+    """A header proved with `sorry` (only a warning in Lean) would let every proof rest on it: the
+    worker does not start, and every item says why."""
+    with fake_backend(tmp_path, header=header) as backend:
+        results = backend.verify(items("by exact h", "by exact h"), timeout=5, workers=2)
+    assert {r.verdict for r in results} == {"error"}, results
+    assert "header" in results[0].message and reason in results[0].message, results[0].message

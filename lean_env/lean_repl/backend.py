@@ -9,7 +9,7 @@ after `max_items_per_worker` proofs (each command leaves a new environment in th
 an address-space limit, and a stripped environment.
 
 Per worker: start-up request `{"cmd": header}` -> `{"env": N}` (refused if the header has an
-error: a missing Mathlib must not turn into a million `fail`s), then per proof
+error — a missing Mathlib must not turn into a million `fail`s — or uses `sorry`), then per proof
 `{"cmd": "<statement> :=(<proof>\\n)\\n\\n#print axioms NAME", "env": N}`, judged by
 `lean_env.lean_repl.classify`. A reply without `env` (`{"message": "Unknown environment."}`)
 makes the item an `error` and the worker is replaced.
@@ -26,8 +26,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from lean_env.lean_repl.classify import (DEFAULT_ALLOWED_AXIOMS, Command, build_command, classify, is_env,
-                                         needs_restart)
+from lean_env.lean_repl.classify import (DEFAULT_ALLOWED_AXIOMS, HARMLESS_SEVERITIES, USES_SORRY, Command,
+                                         build_command, classify, is_env, needs_restart)
 from lean_env.lean_repl.setup import resolve
 from lean_env.pool import DEFAULT_ENV_KEEP, BlankLineJsonCodec, Outcome, WorkerPool, default_pool_size, worker_env
 from lean_env.verifier import DEFAULT_TIMEOUT, Backend, Item, Result, item_problem
@@ -51,11 +51,19 @@ class ReplCodec(BlankLineJsonCodec):
         return super().encode({**request, "env": self.env}, seq)
 
     def check_startup(self, response) -> None:
-        errors = [m for m in response.get("messages") or [] if isinstance(m, dict) and m.get("severity") == "error"]
+        messages = [m for m in response.get("messages") or [] if isinstance(m, dict)]
+        # The classifier's rules: any severity but info/warning is an error.
+        errors = [m for m in messages if m.get("severity") not in HARMLESS_SEVERITIES]
         if errors:
             first = errors[0]
             raise ValueError(f"the header failed in Lean: {str(first.get('data', ''))[:500]} "
                              "(check the header, e.g. `import Mathlib` needs a project with Mathlib built)")
+        # A header that proves something with `sorry` is only a warning in Lean, but every proof
+        # checked after it could rest on that declaration: no verdict of such a worker is trusted.
+        sorry = [m for m in messages if USES_SORRY.search(str(m.get("data", "")))]
+        if response.get("sorries") or sorry:
+            where = str(sorry[0].get("data", "")) if sorry else "a `sorries` entry"
+            raise ValueError(f"the header uses sorry ({where[:200]}): every proof checked after it could rest on it")
         env = response.get("env")
         if not is_env(env):
             raise ValueError(f"the header reply has no environment: {str(response)[:200]}")

@@ -61,7 +61,7 @@ MAX_MESSAGE_CHARS = 2000
 _DEPENDS = re.compile(r"^'(?P<name>.+?)' depends on axioms: \[(?P<axioms>.*)\]\s*$", re.S)
 _NO_AXIOMS = re.compile(r"^'(?P<name>.+?)' does not depend on any axioms\s*$", re.S)
 # "declaration uses 'sorry'" (Lean up to 2024) and "declaration uses `sorry`" (later).
-_USES_SORRY = re.compile(r"declaration uses ['`]sorry['`]")
+USES_SORRY = re.compile(r"declaration uses ['`]sorry['`]")
 # Lean's own timeout messages, and only them: the elaborator's heartbeat limit
 #   "(deterministic) timeout at `whnf`, maximum number of heartbeats (200000) has been reached …"
 #   (older: "(deterministic) timeout, maximum number of heartbeats …")
@@ -157,7 +157,7 @@ def classify(response: object, command: Command,
     if sorries:
         return Verdict("fail", _describe({"pos": sorries[0].get("pos"), "data": "proof contains `sorry`"}, command))
     for m in messages:  # at every severity
-        if _USES_SORRY.search(str(m.get("data", ""))):
+        if USES_SORRY.search(str(m.get("data", ""))):
             return Verdict("fail", _describe(m, command))
     return _check_axioms(messages, command, allowed_axioms)
 

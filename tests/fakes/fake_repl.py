@@ -7,7 +7,8 @@ pretty-printed JSON followed by a blank line; end of input ends the process; a r
 not JSON kills it (the real REPL throws).
 
 A request without "env" is the header: answered {"env": N} with a fresh N, or with an error
-message if the header contains `import Missing`. A request with an unknown "env" gets
+message if the header contains `import Missing`, a `sorries` entry and the sorry warning if it
+contains `sorry`, a message of severity "Error" if it contains `fake_header_severity`. A request with an unknown "env" gets
 {"message": "Unknown environment."}. Otherwise the command text decides, by the first of these
 words it contains:
 
@@ -151,6 +152,14 @@ def main():
                 reply = {"env": envs, "messages": [{"severity": "error", "pos": {"line": 1, "column": 0},
                                                      "endPos": {"line": 1, "column": 14},
                                                      "data": "unknown module prefix 'Missing'"}]}
+            elif "sorry" in cmd:  # a header that declares something with `sorry`: only a warning
+                at = position(cmd, cmd.index("sorry"))
+                reply = {"env": envs, "sorries": [{"goal": "⊢ False", "proofState": 0, "pos": at, "endPos": at}],
+                         "messages": [{"severity": "warning", "pos": {"line": 1, "column": 0}, "endPos": None,
+                                       "data": "declaration uses `sorry`"}]}
+            elif "fake_header_severity" in cmd:  # a message of a severity the REPL does not document
+                reply = {"env": envs, "messages": [{"severity": "Error", "pos": {"line": 1, "column": 0},
+                                                     "endPos": None, "data": "something went wrong"}]}
             else:
                 reply = {"env": envs}
             envs += 1
