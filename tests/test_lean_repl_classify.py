@@ -238,3 +238,78 @@ def test_only_leans_own_timeout_messages_are_timeouts():
                      "maximum number of heartbeats", "the proof says (deterministic) timeout here",
                      "unsolved goals\n⊢ (deterministic) timeout", "(kernel) declaration has metavariables 't'"]:
         assert verdict(ordinary) == "fail", ordinary
+
+
+# --- the REPL's own recorded replies (tests/data/repl_recorded) ---------------------------------
+
+RECORDED = Path(__file__).parent / "data" / "repl_recorded" / "pairs.jsonl"
+
+
+def _recorded():
+    return [json.loads(line) for line in RECORDED.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _command_for(request: dict):
+    """A Command as if the worker had sent this `cmd` with its `#print axioms` appended."""
+    import re
+
+    from lean_env.lean_repl.classify import Command
+
+    text = request["cmd"]
+    m = re.match(r"\s*theorem\s+(\S+)", text)
+    return Command(text, m.group(1) if m else "none", 1, 0, text.count("\n") + 4)
+
+
+def test_the_recorded_pairs_are_many_and_varied():
+    rows = _recorded()
+    assert len(rows) >= 200
+    replies = [json.loads(r["reply_text"], strict=False) for r in rows]
+    assert sum(any(m.get("severity") == "error" for m in x.get("messages", [])) for x in replies) >= 20
+    assert sum(bool(x.get("sorries")) for x in replies) >= 50
+    assert any("env" not in x for x in replies)
+
+
+def test_the_reader_splits_and_decodes_every_recorded_reply():
+    """The replies as one stream, the way the REPL prints them (JSON, blank line; sometimes extra
+    newlines), read back by the backend's codec: the same objects, in order, nothing left over."""
+    from lean_env.pool import BlankLineJsonCodec
+
+    rows = _recorded()
+    stream = b"".join(r["reply_text"].encode("utf-8") + (b"\n\n\n" if k % 3 == 0 else b"\n\n")
+                      for k, r in enumerate(rows))
+    codec, got = BlankLineJsonCodec(), []
+    while True:
+        frame, stream = codec.split(stream)
+        if frame is None:
+            break
+        got.append(codec.decode(frame, 0))
+    assert stream.strip() == b""
+    assert got == [json.loads(r["reply_text"], strict=False) for r in rows]
+
+
+def _expected(reply: dict) -> str:
+    """What each recorded reply must be, read off the reply itself: not a command result -> error;
+    an error message or a sorry -> fail; else error, since none of them answers our `#print axioms`."""
+    if not isinstance(reply.get("env"), int):
+        return "error"
+    messages = reply.get("messages", [])
+    if any(m["severity"] == "error" for m in messages) or reply.get("sorries") or \
+            any("declaration uses" in m["data"] and "sorry" in m["data"] for m in messages):
+        return "fail"
+    return "error"
+
+
+@pytest.mark.parametrize("row", _recorded(), ids=lambda r: r["source"])
+def test_every_recorded_reply_is_classified_right(row):
+    reply = json.loads(row["reply_text"], strict=False)
+    command = _command_for(row["request"])
+    v = classify(reply, command)
+    assert v.verdict == _expected(reply), (v, reply)
+    assert v.restart == ("env" not in reply)
+    # with the answer to our `#print axioms` added where the worker's would be: pass exactly when
+    # nothing else is wrong, and never with sorryAx
+    if _expected(reply) == "error" and "env" in reply and command.theorem != "none":
+        for axioms, verdict in (("propext, Quot.sound", "pass"), ("propext, sorryAx", "fail")):
+            answer = _info(command.axioms_line, f"'{command.theorem}' depends on axioms: [{axioms}]")
+            with_answer = {**reply, "messages": [*reply.get("messages", []), answer]}
+            assert classify(with_answer, command).verdict == verdict, (axioms, reply)
