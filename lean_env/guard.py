@@ -1,27 +1,59 @@
 """The proof guard: refuse proofs that could "pass" without proving anything.
 
-Every backend (the `prop` checker now, Lean REPL and LeanDojo later) sees a proof only after
+Every backend (the `prop` checker, the Lean REPL, LeanDojo) sees a proof only after
 `guard(statement, proof)` accepted it; a refusal becomes the verdict `invalid` and names the rule
-that fired (`GuardResult.rule`), so reports can count which escape hatch a model tried.
+that fired (`GuardResult.rule`), so reports can count which escape hatch a model tried. On the
+real-Lean paths the guard is the only defence against meta-level code: a proof that adds an
+unchecked declaration with kernel checking switched off leaves `#print axioms` clean.
 
-How it works, in order:
+The rules are classes, not word lists (tests/test_guard.py has each class in many spellings):
 
-1. Character checks on the raw text. Invisible characters and bidi controls are refused even
-   inside comments, because they make the text a reviewer reads differ from what Lean parses
-   ("Trojan Source"). Non-NFC text is refused too.
-2. A small lexer that follows Lean 4's own rules for comments (`--` to end of line, `/- -/`
-   nesting), string and char literals (a `--` inside `"…"` is not a comment) and identifiers
-   (letters, digits, `_`, `'`, `!`, `?`, subscripts, Greek, letter-like symbols, dotted parts,
-   `«…»`). Keywords are then matched against whole tokens, so `sorry_free`, `my_axiom_lemma` or
-   `hsorry` are honest identifiers and pass, while `sorry`, `(sorry)` and `;sorry` do not.
-   Where the lexer cannot be exact it errs towards seeing *more* code than Lean does (e.g. a
-   number is only its digits, so `2sorry` is read as `2` then `sorry`): a false refusal costs one
-   sample, a missed `sorry` poisons a training set.
-3. Look-alike letters (Cyrillic, Latin-looking Greek capitals, fullwidth forms) and `\\u`/`\\x`
-   escapes in the code (comments stripped), then the keyword and pattern rules on the tokens.
+* characters (`bidi`, `invisible`, `control_char`, `unassigned_char`, `non_nfc`, `lookalike`,
+  `fullwidth`, `combining_mark`, `escape`): text whose reading differs from what Lean parses —
+  bidi controls and invisible characters even inside comments ("Trojan Source"), look-alike
+  letters and `\\u`/`\\x` escapes in the code;
+* one term or tactic block (`top_level`, `brackets`): the proof's brackets balance and never
+  close one it did not open; outside brackets no line starts at column 0 (after `… in` excepted),
+  nor left of a top-level `by` block's first tactic: Lean would end the proof there and read a new
+  command, whatever its keyword. (The keyword rules below still name the commonest commands,
+  `declaration`, `#eval`, `axiom`, … for clearer messages.)
+* escape hatches that elaborate without proving: `sorry`, `admit`, `stop`, and constants that
+  prove anything or skip the kernel (`sorryAx`, `ofReduceBool`, `trustCompiler`, `unsafeCast`,
+  `lcProof`, …) in any dotted part of a name; `native_decide`; kernel-bypass options (`native`,
+  `kernel`, `decide` as `NAME := <any value>` or `±NAME`);
+* code in strings (`interpolated_string`): any `{` in a string literal, any `x!"…"`: Lean parses
+  the `{…}` segments of an interpolated string as terms, with or without a `!` (`dbg_trace "…"`);
+* search and suggestion (`search`, `apply?`, `exact?`, `library_search`): every plain name with
+  Lean's `?` mark except as the argument of `exact`/`apply`/`refine`/`use` (`exact happly?` names
+  a hypothesis), and the suggestion tactics without the mark (`hint`, `polyrith`, `rw_search`);
+* meta-level code (`meta`, `quotation`, `run_tac`, `elab`, …, `open`, `set_option`): a name whose
+  root is one of Lean's implementation namespaces (`Lean`, `Elab`, `Meta`, `Parser`,
+  `Environment`, `Mathlib`, `debug`, …) or with a part such as `Lean`, `addDecl`, `withOptions`,
+  `MetaM`, `TacticM`, however spelled (`«»`-escaped, `_root_`); syntax quotations; the entry points
+  that run meta code (`run_tac`, `run_cmd`, `by_elab`, `#eval`, …); `open` (which would make meta
+  names reachable unqualified) and `set_option` (unless allowed, never a `debug.` option).
 
-The guard is a first line of defence, not a proof of soundness: a backend that runs real Lean
-should still check the axioms the final theorem depends on.
+Tracing is allowed (`trace "…"` is honest and harmless): what a proof prints never counts as the
+answer of the `#print axioms` the lean_repl worker appends (lean_env/lean_repl/classify.py).
+
+How it reads the text: a lexer that follows Lean 4's rules for comments (`--`, nested `/- -/`),
+string and char literals and identifiers (letters, digits, `_`, `'`, `!`, `?`, subscripts, Greek,
+letter-like symbols, dotted parts, `«…»`); rules match whole tokens, so `sorry_free` or `hsorry`
+pass while `sorry`, `(sorry)` and `;sorry` do not. Where it cannot be exact it errs towards seeing
+*more* code than Lean does (`2sorry` is `2` then `sorry`): a false refusal costs one sample, a
+missed `sorry` poisons a training set.
+
+What it cannot catch without Lean, and what catches it then:
+* a command placed where the guard cannot tell it from a tactic it does not know (at the block's
+  column, after `;`): the lean_repl backend sends the proof as `STATEMENT :=(PROOF\\n)`, so Lean's
+  own parser reads it as one term and such a command is a parse error (`fail`); the prop checker's
+  grammar refuses it too;
+* a kernel bypass reached some other way (a positional config structure, a header macro): Lean
+  records `native_decide`-style evaluation as the axioms `Lean.ofReduceBool`/`Lean.trustCompiler`,
+  and `sorry` as `sorryAx`, so `#print axioms` and the classifier's allow-list fail it;
+* meta code under a name outside these namespaces (from the header's imports): only the real
+  check and `#print axioms` remain; the header is the user's configuration, not the model's text.
+The guard is a first line of defence, not a proof of soundness.
 """
 
 from __future__ import annotations
