@@ -58,35 +58,51 @@ def run(ctx: Context) -> Artifact:
                     "train_limit": cfg.dataset.train_limit, "prompt_template": cfg.dataset.prompt_template,
                     "proof_prefix": cfg.dataset.proof_prefix},
     }
-    art = ctx.store.artifact("pretrain", key_cfg, version=VERSION)
-    if art.done:
-        ctx.announce("pretrain", art, reused=True)
-        return art
-    with ctx.store.lock(art):
-        if not art.done:
-            meta = Pretrainer(ctx, art).fit()
-            ctx.store.commit(art, {"model_name": cfg.model.name, **meta})
-            ctx.announce("pretrain", art, reused=False,
-                         detail=f"{meta['steps']} steps, loss {meta['final_loss']:.3f}, {meta['seconds']:.0f}s")
-            return art
-    ctx.announce("pretrain", art, reused=True)
-    return art
+
+    def make(art: Artifact) -> dict:
+        return {"model_name": cfg.model.name, **Pretrainer(ctx, art).fit()}
+
+    def detail(art: Artifact) -> str:
+        meta = art.meta
+        return f"{meta['steps']} steps, loss {meta['final_loss']:.3f}, {meta['seconds']:.0f}s"
+
+    return ctx.build("pretrain", key_cfg, make, version=VERSION, detail=detail)
 
 
 def _external(ctx: Context) -> Artifact:
-    path = ctx.cfg.model.path
+    """A hub name or local folder: the artifact only records where the model is, once checked."""
+    target = check_model_path(ctx.cfg.model.path)
+
+    def make(art: Artifact) -> dict:
+        return {"external_path": target, "model_name": ctx.cfg.model.name}
+
+    return ctx.build("pretrain", {"external": target}, make, version=VERSION,
+                     detail=lambda art: f"external model {target}")
+
+
+def check_model_path(path: str) -> str:
+    """The model folder (resolved) or hub name of `model.path`, after checking that a model is there:
+    a local folder must hold a config.json; anything else is asked of the hub (or its local cache),
+    so a typo fails here with what is missing instead of in a transformers traceback later."""
     local = Path(path).expanduser()
-    target = str(local.resolve()) if local.exists() else path  # a local folder, else a hub name
-    art = ctx.store.artifact("pretrain", {"external": target}, version=VERSION)
-    if not art.done:
-        with ctx.store.lock(art):
-            if not art.done:
-                art.work.mkdir(parents=True, exist_ok=True)
-                ctx.store.commit(art, {"external_path": target, "model_name": ctx.cfg.model.name})
-                ctx.announce("pretrain", art, reused=False, detail=f"external model {target}")
-                return art
-    ctx.announce("pretrain", art, reused=True, detail=f"external model {target}")
-    return art
+    if local.exists():
+        if not (local / "config.json").exists():
+            raise FileNotFoundError(f"model.path={path!r}: the folder {local.resolve()} holds no config.json "
+                                    "(a model saved with save_pretrained is expected)")
+        return str(local.resolve())
+    if path.startswith(("/", "./", "../", "~")) or path.count("/") > 1:
+        raise FileNotFoundError(f"model.path={path!r}: no such folder")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
+        raise FileNotFoundError(
+            f"model.path={path!r} is neither a local folder nor a hub model that could be reached "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Set model.path to a folder "
+            "holding a saved model, or to a hub name; without network, download it first "
+            "(`huggingface-cli download NAME`) so it is in the local cache.") from None
+    return path
 
 
 def _file_key(path: str) -> str:
