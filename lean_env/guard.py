@@ -54,6 +54,11 @@ What it cannot catch without Lean, and what catches it then:
 * meta code under a name outside these namespaces (from the header's imports): only the real
   check and `#print axioms` remain; the header is the user's configuration, not the model's text.
 The guard is a first line of defence, not a proof of soundness.
+
+Where Lean's behaviour is not confirmed by a test against real Lean, the rule
+takes the refusing side: a line at column 0 inside a term is refused although Lean may accept it;
+`-native`/`decide := false` are refused although harmless; a `?`-marked name used as an
+application argument (`f x?`) is refused.
 """
 
 from __future__ import annotations

@@ -36,6 +36,12 @@ heartbeats …" and the kernel's "(kernel) deterministic timeout") are `timeout`
 is not about the proof (a top-level `message`, no `env`, no `#print axioms` answer) is `error`, and
 `Verdict.restart` asks for the worker to be replaced, since its state can no longer be trusted.
 
+Where Lean's behaviour is not confirmed by a test against real Lean, the choice
+is the refusing side: `(PROOF)` is taken to elaborate as `PROOF` does (true for terms and `by`
+blocks; a proof relying on declaration syntax after its term — `termination_by`, `decreasing_by`,
+`where` — becomes a parse error, `fail`); the REPL's unused "trace" severity counts as an error;
+an error whose text only embeds a timeout message is `fail`, not `timeout`.
+
 Positions in `fail` messages are `line:col` *in the proof text* (line 1-based, column 0-based,
 like Lean and the `prop` checker), so a model's training signal points into what it wrote.
 """
