@@ -61,6 +61,8 @@ class Bootstrap:
 
     def _bounds(self, draws: np.ndarray) -> tuple[float, float]:
         tail = (1 - self.level) / 2 * 100
+        if not np.isfinite(draws).any():
+            return float("nan"), float("nan")
         lo, hi = np.nanpercentile(draws, [tail, 100 - tail])
         return float(lo), float(hi)
 

@@ -69,6 +69,7 @@ def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucke
     verdicts = {"base": base_eval.meta["verdicts_path"], "trained": trained_eval.meta["verdicts_path"]}
     return {
         "experiment": cfg.experiment, "method": method_label(cfg), "objective": cfg.train.objective,
+        "seed": int(cfg.train.seed),  # runs of one method that differ by seed are reseedings of it
         "alpha": float(cfg.train.alpha) if cfg.train.objective.startswith("alpha_dpg") else None,
         "mode": "" if cfg.train.objective == NO_TRAINING else cfg.train.mode,
         # how the policy was sampled at evaluation: a power run is told apart by sampler.name == power
