@@ -80,8 +80,9 @@ class WeightReloadError(RuntimeError):
 CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 CPU_KV_CACHE_GIB = 2.0  # the KV cache on CPU when sampler.kv_cache_gib is 0
 # Largest mean |engine - teacher forcing| per token that `check_logprobs` accepts, by model dtype
-# when sampler.reload_check_tol is 0. Different kernels in float32 agree to ~1e-5 per token, in
-# 16-bit to a few 1e-2; a reload that missed (stale or garbled weights) is off by tenths to nats.
+# when sampler.reload_check_tol is 0: far above what different float32 kernels disagree by, with more
+# room for 16-bit rounding, and below what a missed reload gives (tenths of a nat per token and
+# more; docs/results.md has both measured on vLLM's CPU build). Not yet measured on a GPU.
 RELOAD_CHECK_TOL = {"float32": 0.01, "bfloat16": 0.1, "float16": 0.1}
 
 
