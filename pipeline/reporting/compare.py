@@ -265,6 +265,9 @@ def merged_run(method: Method) -> Run:
         for key in ("lost", "gained"):
             buckets[key] = mean_of([len(s["buckets"].get(key) or []) for s in summaries])
     summary["buckets"] = buckets
+    paths = [s.get("trajectory") or [] for s in summaries]
+    if paths[0] and all(len(t) == len(paths[0]) for t in paths):  # round by round, the seeds' mean
+        summary["trajectory"] = [merge(list(points)) for points in zip(*paths)]
     summary["seeds"] = method.seeds
     first = method.first
     return Run(first.job, first.folder, summary, method.label)

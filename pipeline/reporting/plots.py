@@ -314,6 +314,48 @@ def plot_transitions(panels: list[tuple[str, dict]], path: Path, title: str) -> 
     plt.close(fig)
 
 
+def trajectory_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per (run, round) from the runs' `trajectory` (the train stage's validation of the policy
+    after each round; round 0 is the base model): method, round, k, pass@1, pass@k."""
+    rows = []
+    for r in runs:
+        for point in r.summary.get("trajectory") or []:
+            rows.append({"method": r.method, "objective": r.summary.get("objective", ""),
+                         "alpha": float(r.summary["alpha"]) if r.is_alpha_dpg else np.nan, **point})
+    return pd.DataFrame(rows)
+
+
+def plot_trajectories(trajectories: pd.DataFrame, path: Path, title: str) -> None:
+    """Each method's path through the precision–coverage plane on the validation split, round by round,
+    from the base model (round 0, a black star) to the policy it ended with (its marker)."""
+    k = int(trajectories["k"].max())
+    fig, ax = plt.subplots(figsize=(9, 6.8))
+    methods = list(dict.fromkeys(trajectories["method"]))
+    table = trajectories.drop_duplicates("method").assign(gamma=np.nan, token_cost=np.nan)
+    styles = dict(zip(table["method"], _line_styles(table)))
+    for method in methods:
+        path_ = trajectories[trajectories["method"] == method].sort_values("round")
+        style = dict(styles[method])
+        marker, ms = style.pop("marker", "o"), style.pop("ms", 5)
+        ax.plot(path_["pass@1"], path_[f"pass@{k}"], **{**style, "lw": 1.2}, marker=".", ms=4, label=method)
+        last = path_.iloc[-1]
+        ax.plot([last["pass@1"]], [last[f"pass@{k}"]], marker=marker, ms=ms + 4, ls="none",
+                color=style.get("color"), mec="black", mew=0.6)
+    start = trajectories[trajectories["round"] == 0]
+    if len(start):
+        ax.scatter(start["pass@1"].mean(), start[f"pass@{k}"].mean(), marker="*", s=260, color="black", zorder=5,
+                   label="base model (round 0)")
+    ax.set_xlabel("pass@1 on the validation split — precision")
+    ax.set_ylabel(f"pass@{k} on the validation split — coverage")
+    ax.set_title(f"{title}\neach method's path, round by round (small dots), to its final policy (marker)",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def write_figures(report_dir: Path, table: pd.DataFrame, runs: list[Run], ks: list[int], experiment: str,
                   base: dict) -> dict[str, Path]:
     figures = {"pareto": report_dir / "pareto.png", "passk": report_dir / "passk.png",
@@ -323,4 +365,9 @@ def write_figures(report_dir: Path, table: pd.DataFrame, runs: list[Run], ks: li
     plot_pareto(table, ks[-1], figures["pareto"], f"{experiment}: precision vs coverage", subtitle)
     plot_passk(table, ks, figures["passk"], experiment)
     plot_transitions([(r.method, r.summary.get("buckets")) for r in runs], figures["transitions"], experiment)
+    trajectories = trajectory_table(runs)
+    if len(trajectories):
+        figures["trajectories"] = report_dir / "trajectories.png"
+        plot_trajectories(trajectories, figures["trajectories"], f"{experiment}: training trajectories")
+        trajectories.to_csv(report_dir / "trajectories.csv", index=False)
     return figures

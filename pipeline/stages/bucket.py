@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from pipeline.context import Context
 from pipeline.reporting.metrics import BUCKETS, DEFAULT_RULE, BucketRule, bucket, transition_matrix
@@ -14,7 +15,7 @@ VERSION = 1
 
 
 def bucket_runs(ctx: Context, base_eval: Artifact, trained_eval: Artifact) -> Artifact:
-    rule = BucketRule.of(ctx.cfg.eval.buckets)
+    rule = BucketRule.of(OmegaConf.select(ctx.cfg, "eval.buckets"))  # None (no eval section): the default
 
     def make(art: Artifact) -> dict:
         table = compare(read_parquet(base_eval.file("per_theorem.parquet")),

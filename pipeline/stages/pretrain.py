@@ -70,27 +70,41 @@ def run(ctx: Context) -> Artifact:
 
 
 def _external(ctx: Context) -> Artifact:
-    """A hub name or local folder: the artifact only records where the model is, once checked."""
+    """A hub name or local folder: the artifact only records where the model is, once checked. A
+    local folder's key holds its files' content hash, so a model replaced in place (a new shipped
+    model, say) is a new key and nothing computed from the old one is reused."""
     target = check_model_path(ctx.cfg.model.path)
+    key = {"external": target}
+    if Path(target).is_dir():
+        key["content"] = folder_hash(Path(target))
 
     def make(art: Artifact) -> dict:
         return {"external_path": target, "model_name": ctx.cfg.model.name}
 
-    return ctx.build("pretrain", {"external": target}, make, version=VERSION,
-                     detail=lambda art: f"external model {target}")
+    return ctx.build("pretrain", key, make, version=VERSION, detail=lambda art: f"external model {target}")
+
+
+def folder_hash(folder: Path) -> str:
+    """sha256 over the names and bytes of a model folder's files (a few MB for the embedded model)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(folder)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def check_model_path(path: str) -> str:
     """The model folder (resolved) or hub name of `model.path`, after checking that a model is there:
     a local folder must hold a config.json; anything else is asked of the hub (or its local cache),
-    so a typo fails here with what is missing instead of in a transformers traceback later."""
-    local = Path(path).expanduser()
+    so a typo fails here with what is missing instead of in a transformers traceback later.
+    `pkg://PACKAGE/path` names a folder shipped inside an installed package (the embedded model)."""
+    local = resolve_path(path) if path.startswith("pkg://") else Path(path).expanduser()
     if local.exists():
         if not (local / "config.json").exists():
             raise FileNotFoundError(f"model.path={path!r}: the folder {local.resolve()} holds no config.json "
                                     "(a model saved with save_pretrained is expected)")
         return str(local.resolve())
-    if path.startswith(("/", "./", "../", "~")) or path.count("/") > 1:
+    if path.startswith(("/", "./", "../", "~", "pkg://")) or path.count("/") > 1:
         raise FileNotFoundError(f"model.path={path!r}: no such folder")
     from transformers import AutoConfig
 
