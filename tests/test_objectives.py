@@ -237,6 +237,12 @@ def test_default_estimator_expected_gradient(alpha):
 
     none4 = exact_self_normalised_expectation(alpha, 4, "none")
     assert np.abs(expected4 - none4).max() > 1e-3  # not a zero-mean control variate
+    # what it adds, in closed form: E[g_loo] = k/(k−1)·E[g_none] + k/(k−1)·(1 − P)^(k−1)·∇_θ P_π(accepted)
+    pi = torch.softmax(THETA0, 0).numpy()
+    accepted = VERDICT.numpy() > 0.5
+    p_acc = pi[accepted].sum()
+    grad_p = pi * accepted - p_acc * pi  # ∇_θ Σ_{y accepted} π_y = Σ_acc π_y (e_y − π)
+    assert np.allclose(expected4, 4 / 3 * none4 + 4 / 3 * (1 - p_acc) ** 3 * grad_p, atol=1e-12)
     b8, b16 = (relative_bias(alpha, k, "leave_one_out") for k in (8, 16))
     assert b16 < 0.6 * b8  # O(1/k) once k is large enough that a prompt is rarely all-rejected
     exact = exact_scaled_gradient(alpha).numpy()

@@ -1,4 +1,5 @@
-"""Evaluation quantities: unbiased pass@k and difficulty buckets (see shared/reference/objectives.md)."""
+"""Evaluation quantities: unbiased pass@k (Chen et al. 2021, "Evaluating Large Language Models Trained on
+Code") and difficulty buckets."""
 
 from __future__ import annotations
 
