@@ -2,7 +2,8 @@
 # Stages resolve their inputs through the artifact store, so `make evaluate` builds or reuses what it needs.
 PYTHON ?= python
 ARGS ?=
-STAGES := pretrain sample verify train evaluate bucket report
+# The stage names come from pipeline/stages (STAGES), the one list of them.
+STAGES := $(shell $(PYTHON) -m pipeline.stages)
 
 .PHONY: install install-dev test test-fast smoke sweep splits bench lean-setup bench-lean-repl $(STAGES)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -127,8 +128,8 @@ def _in_build(name: str) -> bool:
         return False
 
 
-def get_backend(name: str, **options) -> Backend:
-    """A new backend instance; `options` go to its constructor."""
+def backend_class(name: str) -> Callable[..., Backend]:
+    """The class (or factory) registered as `name`, its module imported on first use."""
     if name not in _REGISTRY:
         raise UnknownBackendError(
             f"unknown backend {name!r}; available backends: {describe_backends()}")
@@ -148,7 +149,21 @@ def get_backend(name: str, **options) -> Backend:
                 f"{module_name} is missing from this build. Use --backend prop, or run on a build that ships it."
             ) from None
         target = getattr(module, class_name)
-    return target(**options)
+    return target
+
+
+def backend_option_defaults(name: str) -> dict:
+    """A backend's options and their defaults. A backend's options are its constructor's keyword
+    arguments, so a new backend declares them in one place (the pipeline's config section
+    `verifier.<name>.*` is made from them; the CLI passes them with `-o KEY=VALUE`)."""
+    params = inspect.signature(backend_class(name)).parameters.values()
+    return {p.name: p.default for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty}
+
+
+def get_backend(name: str, **options) -> Backend:
+    """A new backend instance; `options` go to its constructor."""
+    return backend_class(name)(**options)
 
 
 # --- verify_items ----------------------------------------------------------------------------

@@ -8,11 +8,13 @@ Keep every field a plain str/int/float/bool/list (OmegaConf validates those).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, make_dataclass
+from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from pipeline import objectives
+from pipeline.stages import STAGES
 
 
 @dataclass
@@ -77,48 +79,50 @@ class DatasetConfig:
     eval_limit: int = 0
 
 
-@dataclass
-class LeanReplConfig:
-    """Options of the `lean_repl` backend (lean_env/lean_repl/backend.py); used when backend=lean_repl."""
-    project: str = ""  # the Lean project; empty: $DMVR_LEAN_PROJECT, else ~/.cache/dmvr/lean/project
-    repl: str = ""  # the REPL binary; empty: <project>/../repl/.lake/build/bin/repl
-    command: str = ""  # replaces the REPL binary with any command speaking the REPL protocol
-    # true: each worker is `lake env <repl>`; false: the REPL itself, in the environment `lake env`
-    # prints once, so that it dies with us even when we are SIGKILLed (lean_env/lean_repl/setup.py)
-    lake_env_wrapper: bool = False
-    header: str = ""  # run once per worker, e.g. "import Mathlib"; empty: core Lean
-    allowed_axioms: list = field(default_factory=lambda: ["propext", "Classical.choice", "Quot.sound"])
-    max_items_per_worker: int = 200  # recycle a REPL after this many proofs (its memory grows)
-    memory_limit_mb: int = 16384  # address-space limit per worker; 0: none
-    worker_memory_mb: int = 6144  # expected memory per worker, caps the default number of workers
-    startup_timeout: float = 600.0  # seconds to start a worker and run the header
+def _options_section(backend: str) -> type:
+    """The config section of a verifier backend: its constructor's keyword options
+    (lean_env.verifier.backend_option_defaults), typed by their defaults; None-default ones take any value."""
+    from typing import Any
+
+    from dataclasses import make_dataclass
+
+    from lean_env.verifier import backend_option_defaults
+
+    fields_ = []
+    for name, default in backend_option_defaults(backend).items():
+        if isinstance(default, (list, tuple)):
+            fields_.append((name, list, field(default_factory=lambda d=default: list(d))))
+        elif isinstance(default, (bool, int, float, str)):
+            fields_.append((name, type(default), field(default=default)))
+        else:
+            fields_.append((name, Optional[Any], field(default=None)))
+    return make_dataclass(f"{backend}_options", fields_)
 
 
-@dataclass
-class LeanDojoConfig:
-    """Options of the `leandojo` backend (lean_env/leandojo/backend.py); used when backend=leandojo."""
-    repo: str = ""  # git URL of the traced repository
-    commit: str = ""
-    theorems: str = ""  # JSONL index: name, full_name, file_path, statement
-    additional_imports: list = field(default_factory=list)
+def _verifier_config() -> type:
+    """VerifierConfig: the shared options, then one section per backend of this build, named after it
+    (`verifier.lean_repl.project`, …), made from what the backend itself declares."""
+    from lean_env.verifier import _in_build, backend_names
+
+    sections = [(name, _options_section(name)) for name in backend_names() if _in_build(name)]
+    return make_dataclass("VerifierConfig", [
+        ("backend", str, field(default="prop")),
+        # 0: the backend's default (prop: in-process, the checker is fast; lean_repl: CPUs - 1 capped
+        # by memory); N: a pool of N worker processes
+        ("workers", int, field(default=0)),
+        ("timeout", float, field(default=10.0)),  # seconds per proof
+        ("cache", bool, field(default=True)),  # verdict cache under <output_dir>/cache/
+        *[(name, cls, field(default_factory=cls)) for name, cls in sections],
+    ])
 
 
-@dataclass
-class VerifierConfig:
-    backend: str = "prop"
-    # 0: the backend's default (prop: in-process, the checker is fast; lean_repl: CPUs - 1 capped
-    # by memory); N: a pool of N worker processes
-    workers: int = 0
-    timeout: float = 10.0  # seconds per proof
-    cache: bool = True  # verdict cache under <output_dir>/cache/
-    lean_repl: LeanReplConfig = field(default_factory=LeanReplConfig)
-    leandojo: LeanDojoConfig = field(default_factory=LeanDojoConfig)
+VerifierConfig = _verifier_config()
 
 
 def backend_options(vcfg) -> dict:
-    """Constructor options for `get_backend(vcfg.backend, **options)`: the backend's own
-    sub-config, without empty strings (which mean "the backend's default")."""
-    section = {"lean_repl": vcfg.lean_repl, "leandojo": vcfg.leandojo}.get(vcfg.backend)
+    """Constructor options for `get_backend(vcfg.backend, **options)`: the backend's own section,
+    without empty strings (which mean "the backend's default")."""
+    section = vcfg.get(vcfg.backend) if OmegaConf.is_config(vcfg) else getattr(vcfg, vcfg.backend, None)
     if section is None:
         return {}
     options = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else dict(vars(section))
@@ -239,7 +243,7 @@ class RootConfig:
     # The run's name in reports; empty: the objective's own title. An objective with a sweep axis
     # (α-DPG) always gets the axis value it trained with appended (method_label).
     method: str = ""
-    stages: list = field(default_factory=lambda: ["pretrain", "sample", "verify", "train", "evaluate", "bucket", "report"])
+    stages: list = field(default_factory=lambda: list(STAGES))  # default: every stage (pipeline/stages)
     # torch CPU threads of this process (0: torch's default, every core). A sweep running N jobs in
     # parallel on one machine sets cores / N: more threads than cores makes every op wait.
     threads: int = 0
@@ -260,9 +264,6 @@ def power_sampling(cfg) -> bool:
 def plain_sampler(scfg) -> str:
     """The plain sampler of a sampler config: itself, or the power sampler's proposal engine."""
     return scfg.proposal if scfg.name == "power" else scfg.name
-
-
-STAGES = ("pretrain", "sample", "verify", "train", "evaluate", "bucket", "report")
 
 
 def register() -> None:
@@ -286,8 +287,6 @@ def validate(cfg) -> None:
     if cfg.verifier.workers < 0 or cfg.verifier.timeout <= 0:
         raise ValueError(f"verifier.workers={cfg.verifier.workers} must be >= 0 and "
                          f"verifier.timeout={cfg.verifier.timeout} > 0")
-    if cfg.verifier.lean_repl.max_items_per_worker < 1:
-        raise ValueError("verifier.lean_repl.max_items_per_worker must be >= 1")
     from pipeline.prompts import STYLES
 
     if cfg.model.prompt_style not in STYLES:

@@ -24,8 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lean_env.prop.checker import check  # noqa: E402
-from lean_env.prop.theorems import (  # noqa: E402
-    EVAL_LEVELS, PRETRAIN_LEVELS, TRAIN_LEVELS, canonical_key, generate)
+from lean_env.propgen import EVAL_LEVELS, PRETRAIN_LEVELS, TRAIN_LEVELS, canonical_key, generate  # noqa: E402
 
 TRAIN_SEED = 20_241_101
 EVAL_SEED = 20_241_102

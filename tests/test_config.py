@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
@@ -101,7 +102,11 @@ def test_every_verifier_config_composes(verifier):
 def test_backend_options_come_from_the_backends_section():
     from pipeline.config import backend_options
 
-    assert backend_options(_compose([]).verifier) == {}
+    from lean_env.verifier import backend_option_defaults
+
+    # every backend's section is made from its constructor's keyword options, with their defaults
+    assert backend_options(_compose([]).verifier) == {k: list(v) if isinstance(v, tuple) else v
+                                                      for k, v in backend_option_defaults("prop").items()}
     cfg = _compose(["verifier=lean_repl", "verifier.lean_repl.project=/p", "verifier.lean_repl.header=import Mathlib"])
     options = backend_options(cfg.verifier)
     assert options["project"] == "/p" and options["header"] == "import Mathlib"
@@ -109,6 +114,34 @@ def test_backend_options_come_from_the_backends_section():
     assert options["allowed_axioms"] == ["propext", "Classical.choice", "Quot.sound"]
     cfg = _compose(["verifier=leandojo", "verifier.leandojo.repo=https://x", "verifier.leandojo.commit=abc"])
     assert backend_options(cfg.verifier) == {"repo": "https://x", "commit": "abc", "additional_imports": []}
+
+
+def test_a_new_backend_brings_its_options_to_the_config(monkeypatch):
+    """Registering a backend is all it takes: its constructor's keyword options become the typed
+    section `verifier.<name>.*` (unknown keys and wrong types refused), handed back to its constructor."""
+
+    from lean_env import verifier as verifier_mod
+    from pipeline import config as config_mod
+
+    class EchoBackend(verifier_mod.Backend):
+        name = "echo"
+        version = "1"
+
+        def __init__(self, *, banner: str = "hi", retries: int = 2, tags: tuple = ("a",)):
+            self.options = {"banner": banner, "retries": retries, "tags": list(tags)}
+
+        def verify(self, items, **kwargs):
+            return []
+
+    monkeypatch.setitem(verifier_mod._REGISTRY, "echo", EchoBackend)
+    section = config_mod._verifier_config()
+    cfg = OmegaConf.merge(OmegaConf.structured(section), {"backend": "echo", "echo": {"retries": 5}})
+    assert config_mod.backend_options(cfg) == {"banner": "hi", "retries": 5, "tags": ["a"]}
+    assert verifier_mod.get_backend("echo", **config_mod.backend_options(cfg)).options["retries"] == 5
+    with pytest.raises(Exception, match="retries"):
+        OmegaConf.merge(OmegaConf.structured(section), {"echo": {"retries": "many"}})
+    with pytest.raises(Exception, match="nonsense"):
+        OmegaConf.merge(OmegaConf.structured(section), {"echo": {"nonsense": 1}})
 
 
 def test_verifier_sections_are_typed():

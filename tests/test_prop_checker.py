@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lean_env.prop import syntax
+from lean_env.prop.lexer import ProofError
 from lean_env.prop.checker import MAX_PROOF_CHARS, VERSION, CheckResult, check
 from lean_env.prop.formula import FALSE, TRUE, conj, disj, iff, imp, neg, show, var
 
@@ -495,7 +496,7 @@ def test_formula_precedences(text, expected):
 
 @pytest.mark.parametrize("text", ["p ↔ q ↔ r", "p ∧", "(p", "p q", "Not p", "p ∧ s", "p ⋀ q"])
 def test_bad_formulas(text):
-    with pytest.raises(syntax.ProofError):
+    with pytest.raises(ProofError):
         _parse_formula(text)
 
 

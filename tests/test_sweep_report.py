@@ -7,8 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline.reporting import plots
 from pipeline.reporting import sweep as sweep_report
-from pipeline.reporting.sweep import pareto_frontier, report_sweep
+from pipeline.reporting.plots import pareto_frontier
+from pipeline.reporting.sweep import report_sweep
 
 KS = [1, 2, 4]
 STATEMENT = "theorem t1 (p q : Prop) : p ∧ q → q ∧ p"
@@ -190,7 +192,7 @@ def test_callback_prints_a_failing_report_without_raising(tmp_path, capsys):
     (tmp_path / "0").mkdir()  # a sweep whose only job left nothing
     SweepReport().on_multirun_end(_hydra_like_config(tmp_path))
     err = capsys.readouterr().err
-    assert "sweep report FAILED" in err and f"python -m pipeline.reporting.sweep {tmp_path}" in err
+    assert "sweep report FAILED" in err and f"python -m pipeline.reporting {tmp_path}" in err
 
 
 # ---- power sampling: untrained runs whose evaluation sampled p^γ, one point per γ with its token cost
@@ -217,8 +219,8 @@ def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeyp
     sweep = make_sweep(tmp_path)
     add_power_jobs(sweep)
     labels = []
-    real_place = sweep_report._place_labels
-    monkeypatch.setattr(sweep_report, "_place_labels",
+    real_place = plots._place_labels
+    monkeypatch.setattr(plots, "_place_labels",
                         lambda ax, xs, ys, texts, **kw: labels.extend(texts) or real_place(ax, xs, ys, texts, **kw))
     outputs = report_sweep(sweep, wandb_mode="disabled")
     table = pd.read_csv(outputs["table_csv"])
@@ -237,7 +239,8 @@ def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeyp
 
 
 def test_standard_errors_over_theorems(tmp_path):
-    from pipeline.reporting.sweep import read_per_theorem, standard_errors
+    from pipeline.reporting.runs import read_per_theorem
+    from pipeline.reporting.tables import standard_errors
 
     path = tmp_path / "per_theorem.parquet"
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [1.0, 0.0, 0.0, 0.0], "pass@4": [1.0, 1.0, 0.0, 0.0]}
@@ -257,7 +260,8 @@ def test_report_table_has_standard_error_columns(report):
 
 
 def test_paired_gain_over_the_base(tmp_path):
-    from pipeline.reporting.sweep import paired_gains, read_per_theorem
+    from pipeline.reporting.runs import read_per_theorem
+    from pipeline.reporting.tables import paired_gains
 
     base, run = tmp_path / "base.parquet", tmp_path / "run.parquet"
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [0.5, 0.1, 0.0, 0.2]}).to_parquet(base)

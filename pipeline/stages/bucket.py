@@ -12,11 +12,7 @@ VERSION = 1
 
 
 def bucket_runs(ctx: Context, base_eval: Artifact, trained_eval: Artifact) -> Artifact:
-    art = ctx.store.artifact("bucket", {}, inputs={"base": base_eval, "trained": trained_eval}, version=VERSION)
-    if art.done:
-        ctx.announce("bucket", art, reused=True)
-        return art
-    with ctx.store.lock(art):
+    def make(art: Artifact) -> dict:
         table = compare(read_parquet(base_eval.file("per_theorem.parquet")),
                         read_parquet(trained_eval.file("per_theorem.parquet")))
         matrix = transition_matrix(table["base_bucket"].tolist(), table["bucket"].tolist())
@@ -33,9 +29,9 @@ def bucket_runs(ctx: Context, base_eval: Artifact, trained_eval: Artifact) -> Ar
         write_json(art.work / "transitions.json", result)
         ctx.log.log({"lost": len(result["lost"]), "gained": len(result["gained"]),
                      "hard_to_unsolvable": int(matrix[2, 3])}, stage="bucket")
-        ctx.store.commit(art, {"lost": len(result["lost"]), "gained": len(result["gained"])})
-    ctx.announce("bucket", art, reused=False)
-    return art
+        return {"lost": len(result["lost"]), "gained": len(result["gained"])}
+
+    return ctx.build("bucket", {}, make, inputs={"base": base_eval, "trained": trained_eval}, version=VERSION)
 
 
 def compare(base: pd.DataFrame, trained: pd.DataFrame) -> pd.DataFrame:
@@ -51,8 +47,6 @@ def compare(base: pd.DataFrame, trained: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline.stages import evaluate
-
-    trained = ctx.stage("evaluate", evaluate.run)
-    base = ctx.stage("evaluate_base", evaluate.run_base)
+    trained = ctx.stage("evaluate")
+    base = ctx.stage("evaluate_base")
     return bucket_runs(ctx, base, trained)

@@ -58,35 +58,51 @@ def run(ctx: Context) -> Artifact:
                     "train_limit": cfg.dataset.train_limit, "prompt_template": cfg.dataset.prompt_template,
                     "proof_prefix": cfg.dataset.proof_prefix},
     }
-    art = ctx.store.artifact("pretrain", key_cfg, version=VERSION)
-    if art.done:
-        ctx.announce("pretrain", art, reused=True)
-        return art
-    with ctx.store.lock(art):
-        if not art.done:
-            meta = Pretrainer(ctx, art).fit()
-            ctx.store.commit(art, {"model_name": cfg.model.name, **meta})
-            ctx.announce("pretrain", art, reused=False,
-                         detail=f"{meta['steps']} steps, loss {meta['final_loss']:.3f}, {meta['seconds']:.0f}s")
-            return art
-    ctx.announce("pretrain", art, reused=True)
-    return art
+
+    def make(art: Artifact) -> dict:
+        return {"model_name": cfg.model.name, **Pretrainer(ctx, art).fit()}
+
+    def detail(art: Artifact) -> str:
+        meta = art.meta
+        return f"{meta['steps']} steps, loss {meta['final_loss']:.3f}, {meta['seconds']:.0f}s"
+
+    return ctx.build("pretrain", key_cfg, make, version=VERSION, detail=detail)
 
 
 def _external(ctx: Context) -> Artifact:
-    path = ctx.cfg.model.path
+    """A hub name or local folder: the artifact only records where the model is, once checked."""
+    target = check_model_path(ctx.cfg.model.path)
+
+    def make(art: Artifact) -> dict:
+        return {"external_path": target, "model_name": ctx.cfg.model.name}
+
+    return ctx.build("pretrain", {"external": target}, make, version=VERSION,
+                     detail=lambda art: f"external model {target}")
+
+
+def check_model_path(path: str) -> str:
+    """The model folder (resolved) or hub name of `model.path`, after checking that a model is there:
+    a local folder must hold a config.json; anything else is asked of the hub (or its local cache),
+    so a typo fails here with what is missing instead of in a transformers traceback later."""
     local = Path(path).expanduser()
-    target = str(local.resolve()) if local.exists() else path  # a local folder, else a hub name
-    art = ctx.store.artifact("pretrain", {"external": target}, version=VERSION)
-    if not art.done:
-        with ctx.store.lock(art):
-            if not art.done:
-                art.work.mkdir(parents=True, exist_ok=True)
-                ctx.store.commit(art, {"external_path": target, "model_name": ctx.cfg.model.name})
-                ctx.announce("pretrain", art, reused=False, detail=f"external model {target}")
-                return art
-    ctx.announce("pretrain", art, reused=True, detail=f"external model {target}")
-    return art
+    if local.exists():
+        if not (local / "config.json").exists():
+            raise FileNotFoundError(f"model.path={path!r}: the folder {local.resolve()} holds no config.json "
+                                    "(a model saved with save_pretrained is expected)")
+        return str(local.resolve())
+    if path.startswith(("/", "./", "../", "~")) or path.count("/") > 1:
+        raise FileNotFoundError(f"model.path={path!r}: no such folder")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
+        raise FileNotFoundError(
+            f"model.path={path!r} is neither a local folder nor a hub model that could be reached "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Set model.path to a folder "
+            "holding a saved model, or to a hub name; without network, download it first "
+            "(`huggingface-cli download NAME`) so it is in the local cache.") from None
+    return path
 
 
 def _file_key(path: str) -> str:
@@ -104,15 +120,14 @@ def step_seed(seed: int, *parts: int) -> int:
 
 def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
     """Rows (theorem_id, source, statement, prompt, completion), one per proof, and statistics."""
-    from lean_env.prop import proofs as proofs_mod
-    from lean_env.prop import theorems as thm
+    from lean_env import propgen
 
     pc, ds = cfg.pretrain, cfg.dataset
     started = time.time()
     evals = load_theorems(ds.eval_path)  # all of it: no eval theorem may leak, whatever eval_limit says
-    eval_keys = {thm.canonical_key(s) for s in evals["statement"]}
+    eval_keys = {propgen.canonical_key(s) for s in evals["statement"]}
     train = load_theorems(ds.train_path, ds.train_limit)
-    train_keys = [thm.canonical_key(s) for s in train["statement"]]
+    train_keys = [propgen.canonical_key(s) for s in train["statement"]]
     keep = [k not in eval_keys for k in train_keys]
     dropped_train = int(len(keep) - sum(keep))
     train = train[keep]
@@ -121,7 +136,7 @@ def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
         extra = load_theorems(pc.extra_path, int(pc.extra_theorems))
         if len(extra) < pc.extra_theorems:
             raise ValueError(f"pretrain.extra_theorems={pc.extra_theorems} but {pc.extra_path} holds {len(extra)} theorems")
-        leaked = [i for i, st in zip(extra["id"], extra["statement"]) if thm.canonical_key(st) in eval_keys]
+        leaked = [i for i, st in zip(extra["id"], extra["statement"]) if propgen.canonical_key(st) in eval_keys]
         if leaked:
             raise ValueError(f"{pc.extra_path}: {len(leaked)} theorems are eval theorems up to renaming "
                              f"(first: {leaked[0]}); regenerate it with scripts/make_prop_splits.py")
@@ -132,7 +147,7 @@ def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
     out = []
     no_proof = 0
     for r in rows:
-        ps = proofs_mod.sample_proofs(r["statement"], int(pc.proofs_per_theorem), rng,
+        ps = propgen.sample_proofs(r["statement"], int(pc.proofs_per_theorem), rng,
                                       max_chars=pc.max_proof_chars or None)
         if not ps:
             no_proof += 1

@@ -46,33 +46,29 @@ VERSION = 3
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline.stages import pretrain, verify
-
-    base = ctx.stage("pretrain", pretrain.run)
+    base = ctx.stage("pretrain")
     if ctx.cfg.train.objective == NO_TRAINING:  # an inference-time method: the policy is the base model
         ctx.announce("train", base, reused=True, detail="train.objective=none: no training, the base model")
         return base
-    base_samples = ctx.stage("verify", verify.run)
+    base_samples = ctx.stage("verify")
     cfg = ctx.cfg
     key_cfg = {"train": train_key(cfg.train), "dataset": [cfg.dataset.train_path, cfg.dataset.train_limit,
                cfg.dataset.prompt_template, cfg.dataset.proof_prefix, cfg.dataset.header,
                cfg.model.prompt_style], "verifier": cfg.verifier.backend}
     if cfg.train.mode == "online" or objectives.get_objective(cfg.train.objective).policy_temperature == "sampler":
         key_cfg["sampler"] = {k: cfg.sampler[k] for k in ("samples_per_prompt", "temperature", "top_p", "max_new_tokens")}
-    art = ctx.store.artifact("train", key_cfg, inputs={"base": base, "base_samples": base_samples}, version=VERSION)
-    if art.done:
-        ctx.announce("train", art, reused=True)
-        return art
-    if cfg.train.strategy == "fsdp":
-        return _run_distributed(ctx, art, base, base_samples)
-    with ctx.store.lock(art):
-        if not art.done:
-            stats = Trainer(ctx, art, base, base_samples).fit()
-            ctx.store.commit(art, {**run_meta(cfg), **stats})
-            ctx.announce("train", art, reused=False, detail=f"{stats['steps']} steps")
-            return art
-    ctx.announce("train", art, reused=True)
-    return art
+    inputs = {"base": base, "base_samples": base_samples}
+    # FSDP: every torchrun rank trains together (the store's lock would admit one), rank 0 commits
+    collective = distributed.setup() if cfg.train.strategy == "fsdp" else None
+
+    def make(art: Artifact) -> dict:
+        trainer = Trainer(ctx, art, base, base_samples)
+        stats = trainer.fit()
+        world = {"world_size": trainer.dist.world} if collective is not None else {}
+        return {**run_meta(cfg), **world, **stats}
+
+    return ctx.build("train", key_cfg, make, inputs=inputs, version=VERSION, collective=collective,
+                     detail=lambda art: f"{art.meta['steps']} steps" if art.done else "")
 
 
 def train_key(tcfg) -> dict:
@@ -86,17 +82,6 @@ def run_meta(cfg) -> dict:
     """What the artifact says about the run besides its statistics."""
     return {"objective": cfg.train.objective, "label": method_label(cfg), "sweep_axis": sweep_axis(cfg),
             "loss_agg": objectives.aggregation_of(cfg.train).description}
-
-
-def _run_distributed(ctx: Context, art: Artifact, base: Artifact, base_samples: Artifact) -> Artifact:
-    """Every torchrun rank trains together (the store lock would let only one in); rank 0 commits."""
-    trainer = Trainer(ctx, art, base, base_samples)
-    stats = trainer.fit()
-    if trainer.dist.main:
-        ctx.store.commit(art, {**run_meta(ctx.cfg), "world_size": trainer.dist.world, **stats})
-        ctx.announce("train", art, reused=False, detail=f"{stats['steps']} steps on {trainer.dist.world} ranks")
-    trainer.dist.barrier()
-    return art
 
 
 class Trainer:

@@ -1,7 +1,7 @@
 """The seeded theorem generator: valid propositional theorems at graded difficulty.
 
 `generate(seed, n)` draws candidate formulas from a mix of families, proves each with the prover
-(`lean_env/prop/prover.py`) and keeps the valid, non-trivial, new ones until every level quota is
+(`prover.py`) and keeps the valid, non-trivial, new ones until every level quota is
 filled.  Everything is a pure function of the seed (no set iteration order, no hash seed leaks).
 
 Families (weights in `FAMILIES`):
@@ -23,7 +23,7 @@ Difficulty: `n_vars`, `depth` (connective depth), `size`, `proof_len` (node coun
 natural-deduction term) and the logic give a score, and the score gives the level 1–5 (`level_of`).
 Quotas per level (`TRAIN_LEVELS`, `EVAL_LEVELS`) and for classical theorems (10%, spread over levels
 2–5 by `CLASSICAL_LEVELS`) shape the split.  A theorem is kept only if some proof style proves it
-within `DESIGN_BUDGET_TOKENS` lean_tokens (see `lean_env/prop/proofs.py`): every theorem is possible
+within `DESIGN_BUDGET_TOKENS` lean_tokens (see `styles.py`): every theorem is possible
 at the design budget, and the long ones (most of L4–L5) only in a rare, compact style.
 
 The reference proof of a row is the shortest rendering over the styles (naming `hnum`).
@@ -39,9 +39,10 @@ import random
 from typing import Iterable
 
 from lean_env.prop.formula import FALSE, Formula, rename, show, size, variables
-from lean_env.prop.proofs import (DESIGN_BUDGET_TOKENS, STYLES, fits_budget, lean_tokens, parse_formula,
-                                  parse_statement, render)
-from lean_env.prop.prover import CLASSICAL, INTUITIONISTIC, free_vars, prove
+from lean_env.propgen.proofs import fits_budget, render
+from lean_env.propgen.prover import CLASSICAL, INTUITIONISTIC, free_vars, prove
+from lean_env.propgen.statements import parse_formula, parse_statement
+from lean_env.propgen.styles import DESIGN_BUDGET_TOKENS, STYLES, lean_tokens
 
 VAR_NAMES = ("p", "q", "r", "s", "t")
 
