@@ -31,6 +31,11 @@ from lean_env.guard import GuardConfig, guard as run_guard
 
 VERDICTS = ("pass", "fail", "invalid", "timeout", "error")
 DEFAULT_TIMEOUT = 30.0  # seconds per item, wall clock
+# Texts longer than this are not checked at all (their own `invalid` verdict): no honest proof or
+# statement comes near them, and a multi-megabyte text costs the guard and Lean seconds to minutes
+# and the cache its size.
+MAX_PROOF_CHARS = 100_000
+MAX_STATEMENT_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -181,10 +186,20 @@ def verify_items(items: Sequence[Item], backend: Backend, *, cache: VerdictCache
     guard_config = guard if isinstance(guard, GuardConfig) else None
     version = backend.version
 
-    # Group the items by what is actually checked; each group is decided once.
+    # Group the items by what is actually checked; each group is decided once. An item that cannot
+    # be checked at all (not text, not encodable, too long) gets its own `invalid` verdict here and
+    # goes no further: one bad row never costs the rest of the batch.
     groups: dict[str, list[int]] = {}
     for i, item in enumerate(items):
-        key = cache_key(backend.name, version, item.statement, item.proof)
+        problem = item_problem(item)
+        if problem is None:
+            try:
+                key = cache_key(backend.name, version, item.statement, item.proof)
+            except Exception as e:  # anything else that stops it being hashed
+                problem = f"cannot be hashed: {type(e).__name__}: {e}"
+        if problem is not None:
+            results[i] = Result(item.id, "invalid", problem)
+            continue
         groups.setdefault(key, []).append(i)
 
     decided: dict[str, tuple[str, str, float]] = {}  # key -> (verdict, message, seconds)
@@ -212,6 +227,23 @@ def verify_items(items: Sequence[Item], backend: Backend, *, cache: VerdictCache
         for i in members:
             results[i] = Result(items[i].id, verdict, message, seconds)
     return results
+
+
+def item_problem(item: Item) -> str | None:
+    """Why `item` cannot be checked at all, or None: its statement and proof must be strings of
+    valid Unicode (no lone UTF-16 surrogate, which has no UTF-8 encoding) within the length limits."""
+    for field, limit in (("statement", MAX_STATEMENT_CHARS), ("proof", MAX_PROOF_CHARS)):
+        value = getattr(item, field)
+        if not isinstance(value, str):
+            return f"{field} must be a string, got {type(value).__name__}"
+        if len(value) > limit:
+            return f"{field} longer than {limit} characters ({len(value)})"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return (f"{field} is not valid Unicode text: lone surrogate U+{ord(value[e.start]):04X} "
+                    f"at character {e.start}")
+    return None
 
 
 def _run_backend(backend: Backend, items: list[Item], timeout: float, workers: int | None,

@@ -135,7 +135,11 @@ class SamplerConfig:
     samples_per_prompt: int = 16
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 160
+    # The embedded benchmark's length budget, in the shipped model's tokens (EOS included): every
+    # theorem of its splits has a proof this short, and on ~18 % of them only a rare, compact proof
+    # style fits (lean_env/propgen: DESIGN_BUDGET_TOKENS; docs/results.md). Hub provers need far more
+    # (the α-DPG authors sample 1,024): set it with the model.
+    max_new_tokens: int = 44
     batch_size: int = 256  # sequences per generate() call
     prompts_per_shard: int = 64  # resumption granularity
     seed: int = 0
@@ -213,7 +217,19 @@ TrainConfig.__doc__ = TrainSettings.__doc__
 
 
 @dataclass
+class BucketsConfig:
+    """Difficulty buckets by the base model's solve rate (pipeline/reporting/metrics.py: BucketRule);
+    presets in conf/eval/buckets/."""
+    easy: float = 0.8
+    easy_inclusive: bool = False
+    medium: float = 0.2
+    medium_inclusive: bool = True
+    name: str = "easy > 80 %, medium 20–80 %, hard < 20 % and solved, unsolvable 0/n"
+
+
+@dataclass
 class EvalConfig:
+    buckets: BucketsConfig = field(default_factory=BucketsConfig)
     samples_per_prompt: int = 256
     ks: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256])
     temperature: float = 1.0

@@ -326,6 +326,10 @@ def test_data_files_shape_and_disjointness():
         cls = sum(r["logic"] == CLASSICAL for r in rows) / len(rows)
         assert 0.05 <= cls <= 0.15
     assert not {canonical_key(r["statement"]) for r in train} & {canonical_key(r["statement"]) for r in evals}
+    valid, pretrain = _load("valid"), _load("pretrain")
+    assert len(valid) == 100
+    seen = {canonical_key(r["statement"]) for rows in (train, evals, pretrain) for r in rows}
+    assert not seen & {canonical_key(r["statement"]) for r in valid}
     mean = lambda rows: sum(r["level"] for r in rows) / len(rows)  # noqa: E731
     assert abs(mean(evals) - mean(train)) <= 0.2  # the same level mix (EVAL_LEVELS == TRAIN_LEVELS)
 
@@ -337,8 +341,9 @@ def test_data_files_fit_the_design_budget():
         lengths = style_lengths(row["statement"], lean_tokens)
         assert min(lengths.values()) <= DESIGN_BUDGET_TOKENS  # hard but possible
         rare_only += all(lengths[s] > DESIGN_BUDGET_TOKENS for s in COMMON_STYLES)
-    # only a rare style fits on most level 4–5 theorems and on few below (8 % of the split are L4–5)
-    assert 0.02 <= rare_only / len(rows) <= 0.15
+    # only a rare style fits on most level 3–5 theorems and on few below (35 % of the split are L3–5):
+    # the benchmark's trap for mode-seeking training is live (docs/results.md: the trap's calibration)
+    assert 0.12 <= rare_only / len(rows) <= 0.30
 
 
 @pytest.mark.slow
@@ -360,3 +365,19 @@ def test_data_file_proofs_pass_the_checker():
         for row in _load(split):
             res = check(row["statement"], row["proof"])
             assert res.ok, (row["id"], row["proof"], res)
+
+
+@needs_checker
+def test_no_honest_benchmark_proof_is_refused():
+    """Every reference proof of both splits, and every style × naming the generator renders for the
+    eval split, passes the guard and the prop checker (the verifier hardening refuses nothing honest)."""
+    from lean_env.guard import guard
+    from lean_env.propgen import render_all
+
+    pairs = [(r["statement"], r["proof"]) for split in ("train", "eval") for r in _load(split)]
+    pairs += [(r["statement"], p) for r in _load("eval") for p in render_all(r["statement"]).values()]
+    refused = [(st, p, g.rule) for st, p in pairs if not (g := guard(st, p)).ok]
+    failed = [(st, p, c.message) for st, p in pairs if not (c := check(st, p)).ok]
+    assert len(pairs) > 2250 + 250 * 30
+    assert not refused, refused[:3]
+    assert not failed, failed[:3]

@@ -286,3 +286,35 @@ def test_report_table_has_paired_gain_columns(report):
     for job, run in RUNS.items():
         assert runs.loc[int(job), "pass@1_gain"] == pytest.approx((len(run[5]) - 2) / 4 / 4)
     assert "Gain over the base model" in Path(outputs["table_md"]).read_text()
+
+
+def test_reseeded_runs_are_one_row_with_seed_and_paired_tables(tmp_path):
+    """A second seed of α = 0.5 joins the first as one method (its numbers the seeds' means); the
+    report adds the gains with intervals, the claims, the seed table and the pairwise matrices."""
+    sweep = make_sweep(tmp_path)
+    template = json.loads((sweep / "0" / "run_summary.json").read_text())
+    folder = sweep / "8"
+    folder.mkdir()
+    _per_theorem(1).to_parquet(folder / "per_theorem.parquet")
+    _verdicts(PROOFS[:1]).to_parquet(folder / "verdicts.parquet")
+    summary = {**template, "seed": 1, "trained": {**_passk(0.35, 0.65), "theorems": 4, "samples_per_theorem": 4},
+               "paths": {**template["paths"], "trained_per_theorem": str(folder / "per_theorem.parquet"),
+                         "trained_verdicts": str(folder / "verdicts.parquet")}}
+    (folder / "run_summary.json").write_text(json.dumps(summary, ensure_ascii=False))
+    template["seed"] = 0
+    (sweep / "0" / "run_summary.json").write_text(json.dumps(template, ensure_ascii=False))
+    outputs = report_sweep(sweep, wandb_mode="disabled")
+    table = pd.read_csv(outputs["table_csv"]).set_index("method")
+    assert list(table.index).count("α-DPG α=0.5") == 1
+    assert table.loc["α-DPG α=0.5", "pass@1"] == pytest.approx((0.45 + 0.35) / 2)
+    assert {"pass@1_gain_lo", "pass@1_gain_hi", "pass@1_gain_p"} <= set(table.columns)
+    seeds = pd.read_csv(outputs["seeds_csv"])
+    assert seeds[seeds["method"] == "α-DPG α=0.5"]["seed"].astype(str).tolist() == ["0", "1", "mean", "sd"]
+    md = outputs["table_md"].read_text()
+    assert "## The paper's claims" in md and "pass@1 rises with α" in md and "## Reseeding" in md
+    assert "pass@4 gain [95 % CI] (p)" in md
+    pairs_md = outputs["pairs_md"].read_text()
+    assert "| row − column |" in pairs_md and "RS-FT" in pairs_md
+    assert len(pd.read_csv(outputs["pairs_csv"])) == 5 * 4 // 2  # every pair of the five methods
+    claims = pd.read_csv(outputs["claims_csv"])
+    assert set(claims["verdict"]) <= {"reproduced", "contradicted", "inconclusive at this power", "not testable"}

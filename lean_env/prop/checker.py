@@ -26,7 +26,7 @@ from lean_env.prop.formula import FALSE, TRUE, Formula, show
 from lean_env.prop.lexer import ProofError, unsupported
 from lean_env.prop.syntax import TREE_TAGS, Statement, parse
 
-VERSION = "prop-1"
+VERSION = "prop-2"
 MAX_PROOF_CHARS = 8000
 MAX_STATEMENT_CHARS = 2000
 # Tactic runs plus goals created by case splits. Honest proofs of the benchmark use a few dozen;

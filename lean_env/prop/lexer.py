@@ -5,7 +5,9 @@ in the full text Lean checks (`statement + " := " + proof`); `Origin` places a l
 
 The lexer refuses everything outside a whitelist of characters and operator runs (look-alike
 letters, zero-width spaces, tabs, comments, strings, numbers, `#` commands, `@`) instead of guessing
-how Lean would read it.
+how Lean would read it.  It rewrites no token into another: where Lean has two spellings of one
+token (`->` and `→`, `↦` and `=>`, `λ` and `fun`, `·` and `.`), each keeps its text and the parser
+accepts it only where Lean's grammar does (docs/prop_fragment.md, "Spellings").
 """
 
 from __future__ import annotations
@@ -69,10 +71,11 @@ _LEX = re.compile(
     r"|(?P<other>.)"
     r"|(?P<end>\Z))"
 )
-# Runs of ASCII operator characters we accept, each exactly one Lean token. Any other run (`|>.`,
-# `<|`, `::`, `..`, `@[`, `#eval`, ...) is refused, which also protects us from Lean reading a
-# run as a longer token than we would.
-_OPS = {":=": ":=", "=>": "=>", "->": "→", "<;>": "<;>", ":": ":", ";": ";", "|": "|", ".": "."}
+# Runs of ASCII operator characters we accept, each exactly one Lean token, kept as written (`->` is
+# not turned into `→`: the parser accepts each spelling where Lean's grammar does). Any other run
+# (`|>.`, `<|`, `::`, `..`, `@[`, `#eval`, `<->`, `/\`, ...) is refused, which also protects us
+# from Lean reading a run as a longer token than we would.
+_OPS = frozenset({":=", "=>", "->", "<;>", ":", ";", "|", "."})
 
 
 class Origin:
@@ -151,16 +154,12 @@ def lex(text: str, origin: Origin | None = None) -> list[Token]:
         if kind == "id":
             if "!" in lexeme or "?" in lexeme:
                 raise _lex_error(text, origin, start, f"unsupported construct: {lexeme}")
-        elif kind == "sym":
-            if lexeme == "↦":
-                lexeme = "=>"
-        elif kind == "proj":
+        elif kind in ("sym", "proj"):
             pass
         elif kind == "op":
-            op = _OPS.get(lexeme)
-            if op is None:
+            if lexeme not in _OPS:
                 raise _lex_error(text, origin, start, _describe_op(text, start, lexeme))
-            kind, lexeme = "sym", op
+            kind = "sym"
         elif kind == "hole":
             kind = "sym"
         elif kind == "comment":

@@ -166,6 +166,13 @@ class Statement:
 # formula operators: tag, precedence, minimum precedence of the left and of the right operand
 # (one table, in formula.py, so the parser and the printer cannot disagree)
 _BINOPS = {sym: (tag, p, lp, rp) for tag, (sym, p, lp, rp) in formula.BINARY.items()}
+# Lean's arrow is `unicodeSymbol " → " " -> "`: `->` is `→` wherever an arrow is (and we have arrows
+# only in propositions). The ASCII forms of the other connectives (`/\`, `\/`, `<->`) are refused by
+# the lexer.
+_BINOPS["->"] = _BINOPS["→"]
+# `fun`'s arrow: Lean's `basicFun` takes `unicodeSymbol " ↦" " =>"`; nothing else takes `↦`
+# (alternatives of `cases` and `match` take `=>` only).
+_FUN_ARROWS = frozenset({"=>", "↦"})
 _MAX_PREC = formula.MAX_PREC
 _FORMULA_OPS = frozenset(_BINOPS) | {"¬"}
 
@@ -677,7 +684,7 @@ class Parser:
             t = self.peek()
             if t is None:
                 raise self.error_at_next("expected '=>' in fun")
-            if t.kind == "sym" and t.text == "=>":
+            if t.kind == "sym" and t.text in _FUN_ARROWS:
                 break
             if t.kind == "id":
                 if t.text in KEYWORDS or t.text in TACTICS:

@@ -75,7 +75,7 @@ NAMINGS: dict[str, float] = {"hnum": 0.35, "typed": 0.30, "letters": 0.20, "xyz"
 
 # The budget the theorem generator designs for: every generated theorem has a proof (in some style)
 # of at most this many `lean_tokens`; on the larger theorems only a rare, compact style fits.
-DESIGN_BUDGET_TOKENS = 72
+DESIGN_BUDGET_TOKENS = 44
 
 _LEX = re.compile(r"\n[ ]*|[A-Za-z_][A-Za-z0-9_']*|\d+|<;>|=>|\?_|\S")
 

@@ -46,19 +46,17 @@ from lean_env.propgen.styles import DESIGN_BUDGET_TOKENS, STYLES, lean_tokens
 
 VAR_NAMES = ("p", "q", "r", "s", "t")
 
-# level -> share of the split. Calibrated to the embedded base model (a ~1M-parameter Llama trained
-# for 10 minutes on 2 CPU cores): it solves most level-1 theorems, some level-2 ones and almost no
-# level 3–5 ones (per-level solve rates in docs/architecture.md), so a split weighted toward levels
-# 1–2 gives every difficulty bucket of the study (easy, medium, hard, unsolvable) its share; the
-# harder levels stay in, as the problems no method should be expected to gain.
-TRAIN_LEVELS = {1: 0.50, 2: 0.30, 3: 0.12, 4: 0.05, 5: 0.03}
-EVAL_LEVELS = {1: 0.50, 2: 0.30, 3: 0.12, 4: 0.05, 5: 0.03}
-# The pretraining corpus's extra theorems: the same mix, so the model's few minutes go to the
-# difficulty it is evaluated on.
-PRETRAIN_LEVELS = {1: 0.50, 2: 0.30, 3: 0.12, 4: 0.05, 5: 0.03}
+# level -> share of the split. Levels 1–2 give the base model its easy and medium problems; levels
+# 3–4 are where, under the design budget, the common proof styles no longer fit and only a compact
+# rare style does (the benchmark's trap for mode-seeking training; calibration: docs/results.md).
+# Level 5 stays in, small: at the design budget few level-5 theorems have any proof that fits.
+TRAIN_LEVELS = {1: 0.35, 2: 0.30, 3: 0.23, 4: 0.09, 5: 0.03}
+EVAL_LEVELS = dict(TRAIN_LEVELS)
+# The pretraining corpus's extra theorems and the validation split: the same mix.
+PRETRAIN_LEVELS = dict(TRAIN_LEVELS)
 CLASSICAL_FRACTION = 0.10
 # how the classical theorems spread over the levels (classical proofs are never level-1 short)
-CLASSICAL_LEVELS = {1: 0.0, 2: 0.2, 3: 0.3, 4: 0.28, 5: 0.22}
+CLASSICAL_LEVELS = {1: 0.0, 2: 0.3, 3: 0.45, 4: 0.25, 5: 0.0}  # no classical level-5 theorem fits the design budget
 
 INTUITIONISTIC_SCHEMAS = [
     "(A → B) → (B → C) → A → C",

@@ -162,6 +162,27 @@ def _place_labels(ax, xs, ys, labels, fontsize=8) -> None:
         placed.append(best[1])
 
 
+def _paired_bars(data: pd.DataFrame, xcol: str, ycol: str):
+    """Error bar extents (below, above) on each axis and their legend label: a run's 95 % interval of
+    its gain over the base model, paired over theorems, drawn around the run's point (it says how well
+    the run's offset from the base is known; two runs' own difference: pairs.md); without the
+    intervals, ±1 standard error over theorems."""
+    def extent(col):
+        lo, hi, gain = data.get(f"{col}_gain_lo"), data.get(f"{col}_gain_hi"), data.get(f"{col}_gain")
+        if lo is None or hi is None or gain is None or not lo.notna().any():
+            return None
+        return (gain - lo).clip(lower=0).fillna(0), (hi - gain).clip(lower=0).fillna(0)
+
+    x, y = extent(xcol), extent(ycol)
+    if x is not None and y is not None:
+        return x, y, "95 % interval of the gain over the base, paired over theorems (pairs of runs: pairs.md)"
+    xse, yse = data.get(f"{xcol}_se"), data.get(f"{ycol}_se")
+    if xse is None or yse is None or not (xse.notna().any() or yse.notna().any()):
+        return None
+    return ((xse.fillna(0), xse.fillna(0)), (yse.fillna(0), yse.fillna(0)),
+            "±1 standard error over theorems (per run; paired gains over the base: table.md)")
+
+
 def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitle: str) -> None:
     xcol, ycol = "pass@1", f"pass@{max_k}"
     data = table.dropna(subset=[xcol, ycol]).reset_index(drop=True)
@@ -169,16 +190,16 @@ def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitl
     ax.set_xlim(*_nice_limits(data[xcol].to_numpy(float)))
     ax.set_ylim(*_nice_limits(data[ycol].to_numpy(float)))
 
-    xse, yse = f"{xcol}_se", f"{ycol}_se"
-    if xse in data and yse in data and data[[xse, yse]].notna().any().any():
-        ax.errorbar(data[xcol], data[ycol], xerr=data[xse].fillna(0), yerr=data[yse].fillna(0), fmt="none",
-                    ecolor="0.6", elinewidth=0.8, capsize=2, zorder=1.5,
-                    label="±1 standard error over theorems (per run; paired gains over the base: table.md)")
+    bars = _paired_bars(data, xcol, ycol)
+    if bars is not None:
+        (xlo, xhi), (ylo, yhi), label = bars
+        ax.errorbar(data[xcol], data[ycol], xerr=[xlo, xhi], yerr=[ylo, yhi], fmt="none", ecolor="0.6",
+                    elinewidth=0.8, capsize=2, zorder=1.5, label=label)
         # the limits must hold the bars too
-        ax.set_xlim(*_nice_limits(np.concatenate([(data[xcol] - data[xse].fillna(0)).to_numpy(float),
-                                                  (data[xcol] + data[xse].fillna(0)).to_numpy(float)])))
-        ax.set_ylim(*_nice_limits(np.concatenate([(data[ycol] - data[yse].fillna(0)).to_numpy(float),
-                                                  (data[ycol] + data[yse].fillna(0)).to_numpy(float)])))
+        ax.set_xlim(*_nice_limits(np.concatenate([(data[xcol] - xlo).to_numpy(float),
+                                                  (data[xcol] + xhi).to_numpy(float)])))
+        ax.set_ylim(*_nice_limits(np.concatenate([(data[ycol] - ylo).to_numpy(float),
+                                                  (data[ycol] + yhi).to_numpy(float)])))
     frontier = pareto_frontier(list(zip(data[xcol], data[ycol])))
     fx, fy = data.loc[frontier, xcol].to_numpy(float), data.loc[frontier, ycol].to_numpy(float)
     sx, sy = staircase(fx, fy)

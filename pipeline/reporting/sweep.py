@@ -24,7 +24,11 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.reporting import diversity
+from pipeline.reporting.claims import check_claims, claims_table
+from pipeline.reporting.compare import (gains, group_methods, load_panel, merged_diversity, merged_run, pairs,
+                                        seed_pairs, seed_table)
 from pipeline.reporting.plots import write_figures
+from pipeline.reporting.stats import N_RESAMPLES, Bootstrap
 from pipeline.reporting.runs import (BASE_METHOD, REPORT_DIR, SUMMARY_FILE, base_summary, common_ks, gather_runs,
                                      resolve_path, warn)
 from pipeline.reporting.tables import add_standard_errors, build_table, write_diversity, write_tables
@@ -72,6 +76,19 @@ def write_readme(report_dir: Path, sweep_dir: Path, runs: int, max_k: int, skipp
     return path
 
 
+def paired_statistics(panel, methods, per_method, n_resamples: int = N_RESAMPLES) -> dict[str, pd.DataFrame]:
+    """Gains over the base, every pair of methods, the seed tables and the claims, all with
+    intervals from one set of theorem resamples (empty without the per-theorem tables)."""
+    if panel is None or len(panel.theorems) < 2:
+        return {}
+    boot = Bootstrap(len(panel.theorems), n_resamples)
+    diversity_tables = {m.label: t.set_index("theorem_id") for m, (t, _) in zip(methods, per_method) if t is not None}
+    return {"gains": gains(panel, methods, boot), "pairs": pairs(panel, methods, boot),
+            "seeds": seed_table(panel, methods, boot), "seed_pairs": seed_pairs(panel, methods, boot),
+            "claims": claims_table(check_claims(panel, methods, boot, diversity_tables)),
+            "rule": pd.DataFrame([{"buckets": panel.rule.name}])}
+
+
 def report_sweep(sweep_dir, *, wandb_mode: str | None = None, project: str = "dmvr",
                  group: str | None = None) -> dict[str, Path]:
     """Report over every finished job of a sweep folder; returns the paths written (see README)."""
@@ -87,16 +104,25 @@ def report_sweep(sweep_dir, *, wandb_mode: str | None = None, project: str = "dm
     experiment = str(runs[0].summary.get("experiment") or sweep_dir.name)
     base = base_summary(runs)
 
+    methods = group_methods(runs)  # reseeded runs of one method become one row
+    rows = [merged_run(m) for m in methods]
+    columns = ["pass@1", f"pass@{ks[-1]}"]
+
     base_path = resolve_path(runs[0].summary.get("paths", {}).get("base_verdicts"), runs[0].folder)
     base_theorems, base_div = verdicts_diversity(base_path, BASE_METHOD)
-    per_run = [verdicts_diversity(resolve_path(r.summary.get("paths", {}).get("trained_verdicts"), r.folder),
-                                  r.method) for r in runs]
-    table = build_table(runs, ks, base, base_div, [d for _, d in per_run])
-    table = add_standard_errors(table, runs, ["pass@1", f"pass@{ks[-1]}"])
+    per_run = {r.job: verdicts_diversity(resolve_path(r.summary.get("paths", {}).get("trained_verdicts"), r.folder),
+                                         r.method) for r in runs}
+    per_method = [merged_diversity(m, per_run) for m in methods]
 
-    outputs = {"report_dir": report_dir, **write_tables(report_dir, table, ks, experiment, skipped),
-               **write_diversity(report_dir, table, runs, base_theorems, base_div, per_run)}
-    figures = write_figures(report_dir, table, runs, ks, experiment, base)
+    panel = load_panel(runs, columns)
+    stats = paired_statistics(panel, methods, per_method)
+    table = build_table(rows, ks, base, base_div, [d for _, d in per_method])
+    table = add_standard_errors(table, panel, methods, columns, stats.get("gains"))
+
+    outputs = {"report_dir": report_dir,
+               **write_tables(report_dir, table, ks, experiment, skipped, stats),
+               **write_diversity(report_dir, table, rows, base_theorems, base_div, per_method)}
+    figures = write_figures(report_dir, table, rows, ks, experiment, base)
     outputs.update({f"{name}_png": path for name, path in figures.items()})
     outputs["readme"] = write_readme(report_dir, sweep_dir, len(runs), ks[-1], skipped)
 
