@@ -152,6 +152,19 @@ class SamplerConfig:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int = 0
+    # vLLM on the CPU (vLLM's CPU build; pipeline/sampling/vllm.py says why each is needed):
+    # chunked prefill (null: off on CPU, vLLM's default on GPU), the KV cache in GiB (0: 2 GiB on
+    # CPU, or $VLLM_CPU_KVCACHE_SPACE; on GPU sized by gpu_memory_utilization), and how online
+    # training gives the engine the policy's new weights each round (auto: recreate on CPU,
+    # inplace on GPU).
+    enable_chunked_prefill: Optional[bool] = None
+    kv_cache_gib: float = 0.0
+    weight_reload: str = "auto"  # auto | inplace | recreate
+    # After each reload, the engine's log-probs of reload_check_samples of the round's samples are
+    # compared with the new weights' teacher-forced ones: a mean gap per token above
+    # reload_check_tol (0: by model.dtype, see RELOAD_CHECK_TOL) stops the run.
+    reload_check_samples: int = 4
+    reload_check_tol: float = 0.0
     # ---- name: power (conf/sampler/power.yaml; pipeline/sampling/power.py): the policy's evaluation
     # samples from p^gamma by block-wise Metropolis-Hastings. Ignored by the other samplers; the
     # base model's evaluation and the train-split samples are always drawn plainly.
@@ -231,7 +244,9 @@ class BucketsConfig:
 class EvalConfig:
     buckets: BucketsConfig = field(default_factory=BucketsConfig)
     samples_per_prompt: int = 256
-    ks: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256])
+    # The k of pass@k; empty: follow samples_per_prompt (powers of two up to n, and n itself), so
+    # eval.samples_per_prompt=64 alone gives [1, 2, 4, ..., 64]. See eval_ks.
+    ks: list = field(default_factory=list)
     temperature: float = 1.0
     top_p: float = 1.0
 
@@ -272,6 +287,14 @@ class RootConfig:
 NO_TRAINING = "none"
 
 
+def eval_ks(ecfg) -> list[int]:
+    """The k of pass@k: `eval.ks` when given, else powers of two up to `eval.samples_per_prompt` and n."""
+    if ecfg.ks:
+        return sorted({int(k) for k in ecfg.ks})
+    n = int(ecfg.samples_per_prompt)
+    return sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
+
+
 def power_sampling(cfg) -> bool:
     """Does the run evaluate its policy with the power sampler?"""
     return cfg.sampler.name == "power"
@@ -297,7 +320,7 @@ def validate(cfg) -> None:
         _validate_objective(cfg)
     if cfg.sampler.samples_per_prompt < 1 or cfg.eval.samples_per_prompt < 1:
         raise ValueError("sampler.samples_per_prompt and eval.samples_per_prompt must be >= 1")
-    bad_k = [k for k in cfg.eval.ks if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
+    bad_k = [k for k in eval_ks(cfg.eval) if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
     if bad_k:
         raise ValueError(f"eval.ks {bad_k} must lie in [1, eval.samples_per_prompt={cfg.eval.samples_per_prompt}]")
     if cfg.verifier.workers < 0 or cfg.verifier.timeout <= 0:
@@ -325,6 +348,11 @@ def validate(cfg) -> None:
         raise ValueError("train.strategy=fsdp with train.mode=online needs sampler=vllm")
     if cfg.sampler.name not in ("hf", "vllm", "power"):
         raise ValueError(f"sampler.name={cfg.sampler.name!r}: expected 'hf', 'vllm' or 'power'")
+    if cfg.sampler.weight_reload not in ("auto", "inplace", "recreate"):
+        raise ValueError(f"sampler.weight_reload={cfg.sampler.weight_reload!r}: expected auto, inplace or recreate")
+    if cfg.sampler.kv_cache_gib < 0 or cfg.sampler.reload_check_samples < 1 or cfg.sampler.reload_check_tol < 0:
+        raise ValueError("sampler.kv_cache_gib and sampler.reload_check_tol must be >= 0, "
+                         "sampler.reload_check_samples >= 1")
     if not 0.0 < cfg.sampler.gpu_memory_utilization <= 1.0:
         raise ValueError(f"sampler.gpu_memory_utilization={cfg.sampler.gpu_memory_utilization} is outside (0, 1]")
     scfg = cfg.sampler

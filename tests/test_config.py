@@ -113,7 +113,8 @@ def test_backend_options_come_from_the_backends_section():
     assert "repl" not in options  # empty means the backend's default
     assert options["allowed_axioms"] == ["propext", "Classical.choice", "Quot.sound"]
     cfg = _compose(["verifier=leandojo", "verifier.leandojo.repo=https://x", "verifier.leandojo.commit=abc"])
-    assert backend_options(cfg.verifier) == {"repo": "https://x", "commit": "abc", "additional_imports": []}
+    assert backend_options(cfg.verifier) == {"repo": "https://x", "commit": "abc", "additional_imports": [],
+                                             "startup_timeout": 600.0}
 
 
 def test_a_new_backend_brings_its_options_to_the_config(monkeypatch):
@@ -286,3 +287,18 @@ def test_power_settings_are_checked(override):
     cfg = _compose(["sampler=power", override])
     with pytest.raises(ValueError, match="sampler"):
         validate(cfg)
+
+
+def test_eval_ks_follow_samples_per_prompt_unless_given():
+    from pipeline.config import eval_ks
+
+    assert eval_ks(_compose([]).eval) == [1, 2, 4, 8, 16, 32, 64, 128, 256]  # the default n = 256
+    small = _compose(["eval.samples_per_prompt=20"])
+    validate(small)  # no eval.ks override needed
+    assert eval_ks(small.eval) == [1, 2, 4, 8, 16, 20]
+    assert eval_ks(_compose(["eval.samples_per_prompt=1"]).eval) == [1]
+    given = _compose(["eval.samples_per_prompt=64", "eval.ks=[10,1,10]"])
+    validate(given)
+    assert eval_ks(given.eval) == [1, 10]  # an explicit list is kept (sorted, without repeats)
+    with pytest.raises(ValueError, match=r"eval.ks \[128\]"):
+        validate(_compose(["eval.samples_per_prompt=64", "eval.ks=[1,128]"]))

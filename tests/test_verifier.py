@@ -243,15 +243,23 @@ def test_unknown_backend_lists_the_known_ones():
 
 
 # Without Lean (lean_repl) or lean_dojo (leandojo) the backends refuse to start, saying what is
-# missing and how to set it up. (This machine has neither; tests/test_lean_repl.py and
-# tests/test_leandojo.py test each missing piece separately.)
+# missing and how to set it up. lean_dojo may be installed (the dev extra installs it), so these
+# tests hide it; tests/test_lean_repl.py and tests/test_leandojo.py test each missing piece separately.
 SETUP_HINTS = {"lean_repl": "make lean-setup", "leandojo": "pip install 'dmvr[lean]'"}
+
+
+def hide_lean_dojo(folder: Path) -> str:
+    """A folder that, put first on PYTHONPATH, makes `import lean_dojo` fail as if it were not installed."""
+    (folder / "lean_dojo").mkdir(parents=True)
+    (folder / "lean_dojo" / "__init__.py").write_text('raise ImportError("lean_dojo hidden by the test")\n')
+    return str(folder)
 
 
 @pytest.mark.parametrize("name", ["lean_repl", "leandojo"])
 def test_lean_backends_say_what_is_missing(name, monkeypatch, tmp_path):
     monkeypatch.delenv("DMVR_LEAN_PROJECT", raising=False)
     monkeypatch.setattr("lean_env.lean_repl.setup.DEFAULT_LEAN_DIR", tmp_path / "nowhere")
+    monkeypatch.setitem(sys.modules, "lean_dojo", None)  # `import lean_dojo` fails, installed or not
     with pytest.raises(BackendUnavailableError, match=re.escape(SETUP_HINTS[name])):
         get_backend(name)
 
@@ -369,7 +377,7 @@ def test_cli_lean_backends_exit_2_and_write_nothing(tmp_path, name):
     src.write_text(json.dumps({"id": 1, "statement": STATEMENT, "proof": "by exact h"}) + "\n")
     proc = run_cli(["verify", "--backend", name, str(src), str(tmp_path / "out.jsonl"), "--no-cache",
                     "--lean-project" if name == "lean_repl" else "-o", str(tmp_path / "no-project")
-                    if name == "lean_repl" else "repo=x"])
+                    if name == "lean_repl" else "repo=x"], env_path=hide_lean_dojo(tmp_path / "hidden"))
     assert proc.returncode == 2
     assert SETUP_HINTS[name] in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out.jsonl").exists()

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from pipeline.config import power_sampling
+from pipeline.config import eval_ks, power_sampling
 from pipeline.context import Context
 from pipeline.data import load_theorems
 from pipeline.reporting.metrics import pass_at_k
@@ -36,7 +36,7 @@ def evaluate_model(ctx: Context, model: Artifact, label: str, power: bool = Fals
         batch_size=cfg.sampler.batch_size, prompts_per_shard=cfg.sampler.prompts_per_shard, label=f"sample[{label}]",
         power=power_settings(cfg.sampler) if power else None)
     verdicts = verify_samples(ctx, samples, label=f"verify[{label}]")
-    ks = sorted({int(k) for k in ecfg.ks})
+    ks = eval_ks(ecfg)
 
     def make(art: Artifact) -> dict:
         counts = read_parquet(verdicts.file("per_theorem.parquet"))

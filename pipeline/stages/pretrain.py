@@ -240,7 +240,8 @@ class Pretrainer:
     def fit(self) -> dict:
         from transformers import AutoTokenizer
 
-        from pipeline.model import encode_completions, encode_prompts, new_model, set_progress, train_tokenizer
+        from pipeline.model import (encode_completions, encode_prompts, new_model, resolve_device, set_progress,
+                                    train_tokenizer)
 
         cfg, pc = self.cfg, self.pc
         set_progress(bool(cfg.progress))
@@ -279,7 +280,8 @@ class Pretrainer:
         self.ctx.log.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, stage="pretrain")
 
         torch.manual_seed(step_seed(pc.seed, 4))
-        model = new_model(cfg.model, tokenizer)
+        device = resolve_device(cfg.model.device)  # model.device: auto takes the GPU when there is one
+        model = new_model(cfg.model, tokenizer).to(device)  # initialised on the CPU: the same weights anywhere
         model.train()
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -298,7 +300,7 @@ class Pretrainer:
         log_every = max(1, min(50, total // 20 or 1))
         while step < total:
             rows = batches.batch(step)
-            ids, mask, labels, prompt_labels = collate(prompt_ids, completion_ids, rows, pad)
+            ids, mask, labels, prompt_labels = (t.to(device) for t in collate(prompt_ids, completion_ids, rows, pad))
             out = model(input_ids=ids, attention_mask=mask, use_cache=False)
             logits = out.logits[:, :-1].float().reshape(-1, out.logits.shape[-1])
             target = labels[:, 1:]
@@ -362,7 +364,7 @@ class Pretrainer:
         path = self.work / "checkpoint.pt"
         if not path.exists():
             return 0
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=False, map_location="cpu")  # resumable on another device
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -253,6 +253,8 @@ class Trainer:
         if not self.dist.main:
             data = read_parquet(unscored)
         data = self._score(data)
+        if self.tcfg.mode == "online" and plain_sampler(self.cfg.sampler) == "vllm":
+            self._check_sampler_weights(data)  # before the round is saved: never train on a stale engine
         if self.dist.main:
             write_parquet(path, data)
             unscored.unlink(missing_ok=True)
@@ -301,7 +303,8 @@ class Trainer:
 
     def _draw(self):
         """The sampling function for this round: `hf` samples from the policy in memory; `vllm` keeps
-        one engine across rounds and loads the policy's current weights into it (sampler_vllm.py)."""
+        one engine across rounds and gives it the policy's current weights (pipeline/sampling/vllm.py:
+        in place on GPUs, a fresh engine on CPU; `_check_sampler_weights` checks the result)."""
         if plain_sampler(self.cfg.sampler) != "vllm":
             from functools import partial
 
@@ -310,11 +313,27 @@ class Trainer:
         from pipeline.sampling.vllm import VLLMSampler
 
         folder = self.work / "policy-for-sampler"  # written by _save_policy_for_sampler
+        started = time.time()
         if self.vllm is None:
             self.vllm = VLLMSampler(str(folder), self.cfg.sampler, self.cfg.model)
         else:
             self.vllm.load_weights(str(folder))
+        self.ctx.log.log({"sampler_reload_s": time.time() - started, "sampler_reload": self.vllm.reload}, stage="train")
         return self.vllm.sample
+
+    def _check_sampler_weights(self, data: pd.DataFrame) -> None:
+        """The engine's log-probs of a few of this round's samples must equal the policy's teacher-forced
+        ones (pipeline/sampling/vllm.py: check_logprobs); every rank checks the same rows."""
+        from pipeline.sampling.vllm import check_logprobs, reload_check_tol
+
+        drawn = data[data["sampled_by"].eq("policy")]
+        k = min(int(self.cfg.sampler.reload_check_samples), len(drawn))
+        rows = drawn.iloc[np.unique(np.linspace(0, len(drawn) - 1, k).astype(int))] if k else drawn
+        self.policy.eval()
+        gap = check_logprobs(self.policy, rows.to_dict("records"), device=self.device,
+                             tol=reload_check_tol(self.cfg.sampler, self.cfg.model.dtype))
+        if self.dist.main:
+            self.ctx.log.log({"sampler_logp_gap": gap}, stage="train")
 
     def _save_policy_for_sampler(self) -> None:
         self._save_policy(self.work / "policy-for-sampler")
