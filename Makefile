@@ -1,4 +1,4 @@
-# Each stage is a target; ARGS passes Hydra overrides, e.g. `make train ARGS="+experiment=smoke train.alpha=0.5"`.
+# Each stage is a target; ARGS passes Hydra overrides, e.g. `make train ARGS="+experiment=smoke train.alpha_dpg.alpha=0.5"`.
 # Stages resolve their inputs through the artifact store, so `make evaluate` builds or reuses what it needs.
 PYTHON ?= python
 ARGS ?=

@@ -13,7 +13,7 @@ from typing import Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from pipeline.objectives import ObjectiveConfig
+from pipeline import objectives
 from pipeline.stages import STAGES
 
 
@@ -176,37 +176,57 @@ class SamplerConfig:
 
 
 @dataclass
-class TrainConfig(ObjectiveConfig):
-    """The train loop; the objective's own options are inherited from ObjectiveConfig."""
-    objective: str = "alpha_dpg"
+class TrainSettings:
+    """The train loop and what every objective shares. Each registered objective adds its own section
+    `train.<name>` (its options dataclass in pipeline/objectives/), e.g. `train.alpha_dpg.alpha`."""
+    objective: str = "alpha_dpg"  # a registered objective (pipeline/objectives), or none: no training
     mode: str = "offline"  # offline: one round on base samples; online: sample from the policy each round
     rounds: int = 1
     prompts_per_round: int = 0  # 0: every train theorem
     # k samples per prompt: offline, the `sample` stage's sampler.samples_per_prompt; online, the
     # same sampler settings drawn from the current policy each round.
     epochs_per_round: int = 1
-    batch_size: int = 64  # sequences per optimiser step, rounded to whole prompts (objectives normalise per prompt)
+    # Policy samples per optimiser step, rounded to whole prompts. DPH-RL's base-model rows come on
+    # top: the budget (steps, train_samples) counts the policy's samples only.
+    batch_size: int = 64
+    # The loss scale, one for every objective (docs/objectives.md, "One loss scale"): each objective's
+    # per-sequence terms are summed over the batch and divided by N·loss_norm_tokens
+    # (seq_mean_token_sum_norm, the α-DPG authors' choice for their method and their RL baseline),
+    # N (seq_mean_token_sum), N with per-sequence token means (seq_mean_token_mean) or the batch's
+    # token count (token_mean). Change it for a whole sweep, never for one method.
+    loss_agg: str = "seq_mean_token_sum_norm"
+    loss_norm_tokens: int = 1024
     lr: float = 1e-4
+    # Linear warm-up over this fraction of the run's optimiser steps, then constant (the α-DPG
+    # authors' lr_warmup_steps_ratio: 0.05); 0: none.
+    warmup_frac: float = 0.0
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max gradient norm; the train artifact reports how often it bit
     # A batch in which no sample carries signal (no accepted proof, every GRPO advantage 0) has a zero
     # gradient, yet Adam would still move every weight along its momentum, and with sparse rewards
-    # most batches are such: the policy drifts from the base with nothing learnt (measured on
-    # tiny_prop: KL(base‖policy) 10 nats/proof after 32 steps, train acceptance 2.7 % → 0.4 %).
-    # True: such steps (and non-finite ones) are not taken, only counted (`skipped_steps`).
+    # most batches are such: the policy would drift from the base with nothing learnt
+    # (docs/results.md). True: such steps (and non-finite ones) are not taken, only counted (`skipped_steps`).
     skip_empty_steps: bool = True
     seed: int = 0
     checkpoint_every_steps: int = 20
     # Scale (pipeline/distributed.py). strategy: none (one process, any device) | fsdp (FSDP2 under
     # torchrun, one process per GPU). precision: FSDP's compute dtype, fp32 | bf16 (fp32 master
     # weights either way; one process computes in model.dtype). grad_accum: micro-batches per
-    # optimiser step (same gradient, less memory). cpu_offload: FSDP keeps sharded weights,
-    # gradients and optimiser state on the CPU.
+    # optimiser step (the same loss and gradient as one batch, one extra no-grad forward).
+    # cpu_offload: FSDP keeps sharded weights, gradients and optimiser state on the CPU.
     strategy: str = "none"
     precision: str = "fp32"
     gradient_checkpointing: bool = False
     grad_accum: int = 1
     cpu_offload: bool = False
+
+
+# The train config: the shared settings plus one section per registered objective.
+TrainConfig = make_dataclass(
+    "TrainConfig", [(name, options, field(default_factory=options)) for name, options in objectives.sections().items()],
+    bases=(TrainSettings,))
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = TrainSettings.__doc__
 
 
 @dataclass
@@ -251,7 +271,9 @@ class RootConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: str = "default"
-    method: str = ""  # label of the run in reports; empty: derived from train.objective (and α)
+    # The run's name in reports; empty: the objective's own title. An objective with a sweep axis
+    # (α-DPG) always gets the axis value it trained with appended (method_label).
+    method: str = ""
     stages: list = field(default_factory=lambda: list(STAGES))  # default: every stage (pipeline/stages)
     # torch CPU threads of this process (0: torch's default, every core). A sweep running N jobs in
     # parallel on one machine sets cores / N: more threads than cores makes every op wait.
@@ -292,10 +314,10 @@ def validate(cfg) -> None:
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
         raise ValueError(f"stages: unknown stage(s) {unknown}; known: {list(STAGES)}")
-    if not 0.0 <= cfg.train.alpha <= 1.0:
-        raise ValueError(f"train.alpha={cfg.train.alpha} is outside [0, 1]")
     if cfg.train.mode not in ("offline", "online"):
         raise ValueError(f"train.mode={cfg.train.mode!r}: expected 'offline' or 'online'")
+    if cfg.train.objective != NO_TRAINING:
+        _validate_objective(cfg)
     if cfg.sampler.samples_per_prompt < 1 or cfg.eval.samples_per_prompt < 1:
         raise ValueError("sampler.samples_per_prompt and eval.samples_per_prompt must be >= 1")
     bad_k = [k for k in eval_ks(cfg.eval) if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
@@ -345,14 +367,49 @@ def validate(cfg) -> None:
         raise ValueError(f"logger.backend={cfg.logger.backend!r}: expected 'wandb' or 'none'")
 
 
+def _validate_objective(cfg) -> None:
+    t = cfg.train
+    if t.objective not in objectives.REGISTRY:
+        raise ValueError(f"train.objective={t.objective!r}: expected one of {sorted(objectives.REGISTRY)} or "
+                         f"{NO_TRAINING!r}")
+    objectives.check(t)
+    if t.loss_agg not in objectives.AGG_MODES or t.loss_norm_tokens <= 0:
+        raise ValueError(f"train.loss_agg={t.loss_agg!r} must be one of {objectives.AGG_MODES} and "
+                         f"train.loss_norm_tokens={t.loss_norm_tokens} > 0")
+    if not 0.0 <= t.warmup_frac < 1.0:
+        raise ValueError(f"train.warmup_frac={t.warmup_frac} is outside [0, 1)")
+    spec = objectives.get_objective(t.objective)
+    if spec.fresh_rollouts_per_step and t.epochs_per_round != 1:
+        raise ValueError(f"train.epochs_per_round={t.epochs_per_round}: {t.objective} takes one optimiser step per "
+                         f"batch of fresh rollouts, so each sample is used once (set 1)")
+    if cfg.sampler.top_p < 1.0:
+        # nucleus sampling draws from a truncated, renormalised distribution whose log-probs the train
+        # stage does not compute: importance weights and ratios would use the wrong proposal
+        raise ValueError(f"sampler.top_p={cfg.sampler.top_p}: training needs the exact log-probs of the "
+                         f"distribution sampled from, which top_p < 1 changes; sample with top_p=1 "
+                         f"(eval.top_p is free)")
+    method_label(cfg)  # a label that contradicts the config is an error now, not in the report
+
+
 def method_label(cfg) -> str:
-    if cfg.method:
-        return cfg.method
+    """The run's label in reports, from the config actually used (the registry's label of the
+    objective, with its sweep-axis value); `method`, when set, names the run instead of the title."""
     if cfg.train.objective == NO_TRAINING:
+        if cfg.method:
+            return cfg.method
         return f"power γ={cfg.sampler.gamma:g}" if cfg.sampler.name == "power" else "base model (no training)"
-    if cfg.train.objective == "alpha_dpg":
-        return f"α-DPG α={cfg.train.alpha:g}"
-    return cfg.train.objective
+    spec = objectives.get_objective(cfg.train.objective)
+    return spec.label(objectives.options_of(cfg.train), cfg.method)
+
+
+def sweep_axis(cfg) -> dict | None:
+    """{"name", "value"} of the run's sweep axis (α for α-DPG), or None."""
+    if cfg.train.objective == NO_TRAINING:
+        return None
+    spec = objectives.get_objective(cfg.train.objective)
+    if spec.axis is None:
+        return None
+    return {"name": spec.axis, "value": spec.axis_value(objectives.options_of(cfg.train))}
 
 
 def to_container(node) -> dict:

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.model import completion_logprobs, resolve_device
-from pipeline.objectives import ObjectiveBatch, compute_loss
+from pipeline.objectives import ObjectiveBatch, aggregation_of, compute_loss, options_of
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
         batch = ObjectiveBatch(policy_logp=logp, old_logp=logp.detach(), ref_logp=logp.detach(), mask=mask.float(),
                                reward=(torch.rand(n) < 0.4).float(),
                                group=torch.arange(n) // args.group)
-        loss, _ = compute_loss(args.objective, batch, cfg)
+        loss, _ = compute_loss(args.objective, batch, options_of(cfg, args.objective), aggregation_of(cfg))
         opt.zero_grad()
         loss.backward()
         opt.step()

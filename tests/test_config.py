@@ -66,9 +66,24 @@ def test_wrong_type_is_an_error_naming_the_key():
 
 
 def test_semantic_checks_name_the_key():
-    cfg = _compose(["train.alpha=1.5"])
-    with pytest.raises(ValueError, match="train.alpha"):
+    cfg = _compose(["train.alpha_dpg.alpha=1.5"])
+    with pytest.raises(ValueError, match=r"train\.alpha_dpg\.alpha=1\.5"):
         validate(cfg)
+    with pytest.raises(ValueError, match=r"train\.grpo\.kl_coef"):
+        validate(_compose(["train=grpo", "train.grpo.kl_coef=-1"]))
+    with pytest.raises(ValueError, match=r"train\.objective='nope'"):
+        validate(_compose(["train.objective=nope"]))
+    with pytest.raises(ValueError, match="train.mode='offline'"):  # GRPO is on-policy RL
+        validate(_compose(["train=grpo", "train.mode=offline"]))
+    with pytest.raises(ValueError, match="train.epochs_per_round"):  # the paper preset uses each sample once
+        validate(_compose(["train=alpha_dpg_paper", "train.epochs_per_round=2"]))
+    with pytest.raises(ValueError, match="sampler.top_p"):  # nucleus log-probs are not the proposal's
+        validate(_compose(["sampler.top_p=0.95"]))
+    validate(_compose(["train=none", "sampler.top_p=0.95"]))  # no training, no importance weights
+    with pytest.raises(ValueError, match="train.loss_agg"):
+        validate(_compose(["train.loss_agg=sum_everything"]))
+    with pytest.raises(ValueError, match="train.warmup_frac"):
+        validate(_compose(["train.warmup_frac=1.0"]))
     cfg = _compose(["stages=[sample,fly]"])
     with pytest.raises(ValueError, match="fly"):
         validate(cfg)
@@ -174,6 +189,83 @@ METHODS = sorted(p.stem for p in (Path(CONF) / "method").glob("*.yaml"))
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_composes_in_the_sweep(method):
     validate(_compose(["+experiment=alpha_sweep", f"+method={method}"]))
+
+
+DPG_METHODS = [m for m in METHODS if m.startswith("dpg_a")]
+
+
+def _alpha_in_name(method: str) -> float:
+    """dpg_a0 → 0, dpg_a025 → 0.25, dpg_a05 → 0.5, dpg_a099 → 0.99, dpg_a1 → 1: the digits after
+    'dpg_a' are α's decimal digits after a leading '0.' (a lone '0' or '1' is α itself)."""
+    digits = method.removeprefix("dpg_a")
+    return float(digits) if digits in ("0", "1") else float("0." + digits[1:])
+
+
+def test_dpg_methods_train_and_are_labelled_with_the_alpha_their_name_says():
+    from pipeline.config import method_label
+
+    assert len(DPG_METHODS) == 7
+    for method in DPG_METHODS:
+        cfg = _compose(["+experiment=alpha_sweep", f"+method={method}"])
+        alpha = _alpha_in_name(method)
+        assert cfg.train.objective == "alpha_dpg" and cfg.train.alpha_dpg.alpha == alpha, method
+        assert method_label(cfg) == f"α-DPG α={alpha:g}", method
+
+
+def test_the_label_follows_the_alpha_trained_with_or_the_contradiction_is_refused():
+    """issue 17 item 9: an α override after +method=dpg_a099 used to train at 0.3 and say 0.99."""
+    from pipeline.config import method_label
+
+    cfg = _compose(["+experiment=alpha_sweep", "+method=dpg_a099", "train.alpha_dpg.alpha=0.3"])
+    assert cfg.train.alpha_dpg.alpha == 0.3 and method_label(cfg) == "α-DPG α=0.3"
+    # `method` is set in a YAML file (on the command line `method=` names the config group)
+    named = _compose(["+method=dpg_a05"])
+    named.method = "α-DPG (mine)"
+    assert method_label(named) == "α-DPG (mine) α=0.5"
+    named.method = "α-DPG α=0.99"
+    with pytest.raises(ValueError, match="states α itself"):
+        validate(named)
+    paper = _compose(["+method=alpha_dpg_paper", "train.alpha_dpg_paper.alpha=0.5"])
+    assert method_label(paper) == "α-DPG (paper estimator) α=0.5"
+    assert method_label(_compose(["+method=grpo_kl"])) == "GRPO (β=0.5)"
+    assert method_label(_compose(["+method=grpo_kl", "train.grpo.kl_coef=0.1"])) == "GRPO (β=0.1)"
+    assert method_label(_compose(["+method=grpo_authors"])) == "Dr. GRPO no KL"
+    assert method_label(_compose(["+method=power_g2", "sampler.gamma=4"])) == "power γ=4"
+
+
+def test_the_sweep_puts_every_method_on_one_loss_scale_and_includes_the_authors_rl_baseline():
+    sweep = (Path(CONF) / "experiment" / "alpha_sweep.yaml").read_text()
+    methods = sweep.split("+method:")[1].split("\n")[0].strip().split(",")
+    assert "grpo_authors" in methods
+    scales = {(c.train.loss_agg, c.train.loss_norm_tokens)
+              for c in (_compose(["+experiment=alpha_sweep", f"+method={m}"]) for m in methods)}
+    assert scales == {("seq_mean_token_sum_norm", 1024)}
+
+
+def test_grpo_authors_is_the_alpha_dpg_authors_rl_sh():
+    g = _compose(["+method=grpo_authors"]).train
+    assert g.objective == "grpo" and g.mode == "online" and g.warmup_frac == 0.0
+    assert (g.grpo.scale_by_std, g.grpo.std_unbiased, g.grpo.kl_coef, g.grpo.kl_clamp, g.grpo.clip_eps) == \
+        (False, True, 0.0, 10.0, 0.2)
+    assert (g.loss_agg, g.loss_norm_tokens) == ("seq_mean_token_sum_norm", 1024)
+
+
+def test_one_route_to_the_paper_preset():
+    from pipeline import objectives
+
+    p = _compose(["+method=alpha_dpg_paper"]).train
+    assert p.objective == "alpha_dpg_paper" and p.warmup_frac == 0.05
+    spec = objectives.get_objective("alpha_dpg_paper")
+    assert spec.fresh_rollouts_per_step and spec.modes == ("online",)
+    assert "preset" not in objectives.option_names("alpha_dpg")  # no second route through alpha_dpg
+
+
+def test_the_train_key_holds_only_the_chosen_objectives_section():
+    from pipeline.stages.train import train_key
+
+    key = train_key(_compose(["+method=dpg_a05"]).train)
+    assert key["alpha_dpg"]["alpha"] == 0.5 and "grpo" not in key and "dph_rl" not in key
+    assert train_key(_compose(["+method=dpg_a05", "train.grpo.kl_coef=0.3"]).train) == key
 
 
 def test_power_method_is_an_untrained_run_with_the_power_sampler():

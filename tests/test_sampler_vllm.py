@@ -339,6 +339,6 @@ def test_online_training_checks_the_engine_against_the_policy_every_round(fake_v
     with pytest.raises(sampler_vllm.WeightReloadError, match="does not sample from the policy's current weights"):
         _online_vllm_run(tmp_path, "sampler.weight_reload=inplace", "train.skip_empty_steps=false",
                          "train.weight_decay=0.5", "train.lr=0.05")
-    stale_work = [p for p in (tmp_path / "store" / "train").iterdir() if p != work]
+    stale_work = [p for p in (tmp_path / "store" / "train").iterdir() if p != work and p.is_dir()]
     assert stale_work and (stale_work[0] / "round-0000.parquet").exists()
     assert not (stale_work[0] / "round-0001.parquet").exists()

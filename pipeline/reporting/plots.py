@@ -81,7 +81,7 @@ def _alpha_style(alphas: list[float]):
 def _short_label(row) -> str:
     """α-DPG points are labelled by their α (the legend and colourbar name the method), power-sampling
     points by γ and their extra sampling cost."""
-    if row["objective"] == "alpha_dpg" and not math.isnan(row["alpha"]):
+    if not math.isnan(row["alpha"]):
         return f"α={row['alpha']:g}"
     if _is_power(row):
         return power_label(row["gamma"], row["token_cost"])
@@ -207,20 +207,22 @@ def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitl
             label="Pareto frontier (not dominated on both axes)")
     ax.scatter(fx, fy, s=260, facecolors="none", edgecolors="tab:red", lw=1.2, alpha=0.8, zorder=2)
 
-    alpha_rows = data[data["objective"] == "alpha_dpg"].dropna(subset=["alpha"]).sort_values("alpha")
+    alpha_rows = data.dropna(subset=["alpha"]).sort_values("alpha")
     if len(alpha_rows):
         cmap, norm = _alpha_style(alpha_rows["alpha"].tolist())
-        ax.plot(alpha_rows[xcol], alpha_rows[ycol], color="0.55", lw=1.2, zorder=3, marker="o", ms=7,
-                mfc=cmap(0.5), mec="black", mew=0.6, label="α-DPG (colour: α), joined in α order")
+        for n, (_, line) in enumerate(alpha_rows.groupby("objective", sort=False)):  # one line per estimator
+            label = str(line["method"].iloc[0]).rsplit(" α=", 1)[0]  # the label without its α (Objective.label)
+            ax.plot(line[xcol], line[ycol], color="0.55", lw=1.2, ls=["-", "-."][n % 2], zorder=3, marker="o", ms=7,
+                    mfc=cmap(0.5), mec="black", mew=0.6, label=f"{label} (colour: α), joined in α order")
         points = ax.scatter(alpha_rows[xcol], alpha_rows[ycol], c=alpha_rows["alpha"], cmap=cmap, norm=norm,
                             s=70, edgecolors="black", lw=0.6, zorder=4)
         fig.colorbar(points, ax=ax, pad=0.02, fraction=0.04).set_label("α of α-DPG (0: forward KL … 1: reverse KL)")
 
-    power_rows = data[data["gamma"].notna() & (data["objective"] != "alpha_dpg")].sort_values("gamma")
+    power_rows = data[data["gamma"].notna() & data["alpha"].isna()].sort_values("gamma")
     if len(power_rows):
         ax.plot(power_rows[xcol], power_rows[ycol], color=POWER_COLOUR, lw=1.2, ls=":", marker=POWER_MARKER, ms=9,
                 mec="black", mew=0.6, zorder=4, label="power sampling p^γ, untrained (×: token cost)")
-    others = data[(data["objective"] != "alpha_dpg") & (data["method"] != BASE_METHOD) & data["gamma"].isna()]
+    others = data[data["alpha"].isna() & (data["method"] != BASE_METHOD) & data["gamma"].isna()]
     for n, (_, row) in enumerate(others.iterrows()):
         ax.scatter(row[xcol], row[ycol], marker=BASELINE_MARKERS[n % len(BASELINE_MARKERS)], s=70,
                    color=BASELINE_COLOURS[n % len(BASELINE_COLOURS)], edgecolors="black", lw=0.6, zorder=4,
@@ -245,18 +247,18 @@ def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitl
 def _line_styles(table: pd.DataFrame) -> list[dict]:
     """One style per row: base black dashed, α-DPG coloured by α, baselines tab10 with markers."""
     table = table.assign(**{c: table[c] if c in table else np.nan for c in ("objective", "alpha", "gamma", "token_cost")})
-    alphas = table.loc[table["objective"] == "alpha_dpg", "alpha"].dropna().tolist()
+    alphas = table["alpha"].dropna().tolist()
     cmap, norm = _alpha_style(alphas or [0.0])
     styles, n = [], 0
     gammas = sorted(table["gamma"].dropna().unique()) if "gamma" in table else []
     for _, row in table.iterrows():
         if row["method"] == BASE_METHOD:
             styles.append(dict(color="black", ls="--", lw=2.2, marker="*", ms=8))
-        elif _is_power(row) and row["objective"] != "alpha_dpg":
+        elif _is_power(row) and math.isnan(row["alpha"]):
             # one colour, lighter for small γ, dotted: tells power sampling apart from trained methods
             shade = 0.45 + 0.55 * (gammas.index(row["gamma"]) + 1) / len(gammas)
             styles.append(dict(color=POWER_COLOUR, alpha=shade, ls=":", lw=1.8, marker=POWER_MARKER, ms=6))
-        elif row["objective"] == "alpha_dpg" and not math.isnan(row["alpha"]):
+        elif not math.isnan(row["alpha"]):
             styles.append(dict(color=cmap(norm(row["alpha"])), lw=1.6, marker="o", ms=4))
         else:
             styles.append(dict(color=BASELINE_COLOURS[n % len(BASELINE_COLOURS)], lw=1.4,

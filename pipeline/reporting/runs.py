@@ -33,7 +33,9 @@ class Run:
 
     @property
     def is_alpha_dpg(self) -> bool:
-        return self.summary.get("objective") == "alpha_dpg" and self.summary.get("alpha") is not None
+        """A point on the α axis: the run summary states α only for objectives whose registered
+        sweep axis is α (pipeline/stages/report.py asks the registry)."""
+        return self.summary.get("alpha") is not None
 
     @property
     def gamma(self) -> float | None:

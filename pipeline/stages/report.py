@@ -12,7 +12,7 @@ import sys
 
 import pandas as pd
 
-from pipeline.config import NO_TRAINING, method_label, power_sampling
+from pipeline.config import NO_TRAINING, method_label, power_sampling, sweep_axis
 from pipeline.context import Context
 from pipeline.reporting.metrics import BUCKETS
 from pipeline.reporting.plots import plot_passk, plot_transitions
@@ -62,15 +62,17 @@ def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucke
         budget = {"rounds": 0, "steps": 0, "train_samples": 0}
     else:
         train_meta = ctx.stage("train").meta
-        budget = {"rounds": cfg.train.rounds, "steps": train_meta.get("steps"),
-                  "train_samples": train_meta.get("train_samples")}
+        # the budget and the loss scale, equal across the methods of a sweep, and how often the clip bit
+        budget = {"rounds": cfg.train.rounds, **{k: train_meta.get(k) for k in (
+            "steps", "train_samples", "loss_agg", "clipped_step_frac", "grad_norm_mean")}}
     if trained.get("token_cost") is not None:  # power sampling: its extra sampling cost is part of its budget
         budget["sampling_token_cost"] = trained["token_cost"]
     verdicts = {"base": base_eval.meta["verdicts_path"], "trained": trained_eval.meta["verdicts_path"]}
+    axis = sweep_axis(cfg)  # the registry says which runs are points on the α axis
     return {
         "experiment": cfg.experiment, "method": method_label(cfg), "objective": cfg.train.objective,
         "seed": int(cfg.train.seed),  # runs of one method that differ by seed are reseedings of it
-        "alpha": float(cfg.train.alpha) if cfg.train.objective.startswith("alpha_dpg") else None,
+        "alpha": axis["value"] if axis and axis["name"] == "alpha" else None,
         "mode": "" if cfg.train.objective == NO_TRAINING else cfg.train.mode,
         # how the policy was sampled at evaluation: a power run is told apart by sampler.name == power
         "sampler": {"name": cfg.sampler.name, **({"gamma": float(cfg.sampler.gamma)} if power_sampling(cfg) else {})},
