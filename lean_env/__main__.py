@@ -1,8 +1,10 @@
 """`python -m lean_env verify --backend prop IN.jsonl OUT.jsonl`
 
 Reads lines `{"id", "statement", "proof", …}` and writes each line back with `verdict`,
-`message` and `seconds` added, in the same order. A malformed line is reported on stderr
-(`IN.jsonl:12: …`) and written out with the verdict `error`; the other lines are still checked.
+`message` and `seconds` added, in the same order. A line that cannot be checked (not UTF-8, not
+JSON, a missing key, a statement or proof that is not a string, a lone surrogate, a text over the
+length limit) is written out with the verdict `invalid` and a message naming the problem, and is
+reported on stderr (`IN.jsonl:12: …`); the other lines are still checked.
 Exit status: 0 when the command ran (whatever the verdicts), 2 when it could not run (unknown or
 unavailable backend, unreadable input, cache that cannot be opened).
 """
@@ -186,15 +188,26 @@ def _verify_batch(batch, backend, cache, args, out, counts: Counter) -> None:
         if item is None:
             print(error, file=sys.stderr)
             counts["malformed"] += 1
-            verdict, message, seconds = "error", error, 0.0
+            verdict, message, seconds = "invalid", error, 0.0
             record = {"id": None, **record}  # every output row has an id, if only null
         else:
             r = next(results)
             verdict, message, seconds = r.verdict, r.message, r.seconds
         counts[verdict] += 1
         row = {**record, "verdict": verdict, "message": message, "seconds": round(seconds, 6)}
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.write(_json_line(row))
     out.flush()
+
+
+def _json_line(row: dict) -> str:
+    """The row as one JSON line: UTF-8 text, or `\\uXXXX` escapes where a string holds a lone
+    surrogate (which has no UTF-8 form), so the row is written back exactly as it was read."""
+    line = json.dumps(row, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(row)
+    return line + "\n"
 
 
 if __name__ == "__main__":

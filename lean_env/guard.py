@@ -1,27 +1,64 @@
 """The proof guard: refuse proofs that could "pass" without proving anything.
 
-Every backend (the `prop` checker now, Lean REPL and LeanDojo later) sees a proof only after
+Every backend (the `prop` checker, the Lean REPL, LeanDojo) sees a proof only after
 `guard(statement, proof)` accepted it; a refusal becomes the verdict `invalid` and names the rule
-that fired (`GuardResult.rule`), so reports can count which escape hatch a model tried.
+that fired (`GuardResult.rule`), so reports can count which escape hatch a model tried. On the
+real-Lean paths the guard is the only defence against meta-level code: a proof that adds an
+unchecked declaration with kernel checking switched off leaves `#print axioms` clean.
 
-How it works, in order:
+The rules are classes, not word lists (tests/test_guard.py has each class in many spellings):
 
-1. Character checks on the raw text. Invisible characters and bidi controls are refused even
-   inside comments, because they make the text a reviewer reads differ from what Lean parses
-   ("Trojan Source"). Non-NFC text is refused too.
-2. A small lexer that follows Lean 4's own rules for comments (`--` to end of line, `/- -/`
-   nesting), string and char literals (a `--` inside `"…"` is not a comment) and identifiers
-   (letters, digits, `_`, `'`, `!`, `?`, subscripts, Greek, letter-like symbols, dotted parts,
-   `«…»`). Keywords are then matched against whole tokens, so `sorry_free`, `my_axiom_lemma` or
-   `hsorry` are honest identifiers and pass, while `sorry`, `(sorry)` and `;sorry` do not.
-   Where the lexer cannot be exact it errs towards seeing *more* code than Lean does (e.g. a
-   number is only its digits, so `2sorry` is read as `2` then `sorry`): a false refusal costs one
-   sample, a missed `sorry` poisons a training set.
-3. Look-alike letters (Cyrillic, Latin-looking Greek capitals, fullwidth forms) and `\\u`/`\\x`
-   escapes in the code (comments stripped), then the keyword and pattern rules on the tokens.
+* characters (`bidi`, `invisible`, `control_char`, `unassigned_char`, `non_nfc`, `lookalike`,
+  `fullwidth`, `combining_mark`, `escape`): text whose reading differs from what Lean parses —
+  bidi controls and invisible characters even inside comments ("Trojan Source"), look-alike
+  letters and `\\u`/`\\x` escapes in the code;
+* one term or tactic block (`top_level`, `brackets`): the proof's brackets balance and never
+  close one it did not open; outside brackets no line starts at column 0 (after `… in` excepted),
+  nor left of a top-level `by` block's first tactic: Lean would end the proof there and read a new
+  command, whatever its keyword. (The keyword rules below still name the commonest commands,
+  `declaration`, `#eval`, `axiom`, … for clearer messages.)
+* escape hatches that elaborate without proving: `sorry`, `admit`, `stop`, and constants that
+  prove anything or skip the kernel (`sorryAx`, `ofReduceBool`, `trustCompiler`, `unsafeCast`,
+  `lcProof`, …) in any dotted part of a name; `native_decide`; kernel-bypass options (`native`,
+  `kernel`, `decide` as `NAME := <any value>` or `±NAME`);
+* code in strings (`interpolated_string`): any `{` in a string literal, any `x!"…"`: Lean parses
+  the `{…}` segments of an interpolated string as terms, with or without a `!` (`dbg_trace "…"`);
+* search and suggestion (`search`, `apply?`, `exact?`, `library_search`): every plain name with
+  Lean's `?` mark except as the argument of `exact`/`apply`/`refine`/`use` (`exact happly?` names
+  a hypothesis), and the suggestion tactics without the mark (`hint`, `polyrith`, `rw_search`);
+* meta-level code (`meta`, `quotation`, `run_tac`, `elab`, …, `open`, `set_option`): a name whose
+  root is one of Lean's implementation namespaces (`Lean`, `Elab`, `Meta`, `Parser`,
+  `Environment`, `Mathlib`, `debug`, …) or with a part such as `Lean`, `addDecl`, `withOptions`,
+  `MetaM`, `TacticM`, however spelled (`«»`-escaped, `_root_`); syntax quotations; the entry points
+  that run meta code (`run_tac`, `run_cmd`, `by_elab`, `#eval`, …); `open` (which would make meta
+  names reachable unqualified) and `set_option` (unless allowed, never a `debug.` option).
 
-The guard is a first line of defence, not a proof of soundness: a backend that runs real Lean
-should still check the axioms the final theorem depends on.
+Tracing is allowed (`trace "…"` is honest and harmless): what a proof prints never counts as the
+answer of the `#print axioms` the lean_repl worker appends (lean_env/lean_repl/classify.py).
+
+How it reads the text: a lexer that follows Lean 4's rules for comments (`--`, nested `/- -/`),
+string and char literals and identifiers (letters, digits, `_`, `'`, `!`, `?`, subscripts, Greek,
+letter-like symbols, dotted parts, `«…»`); rules match whole tokens, so `sorry_free` or `hsorry`
+pass while `sorry`, `(sorry)` and `;sorry` do not. Where it cannot be exact it errs towards seeing
+*more* code than Lean does (`2sorry` is `2` then `sorry`): a false refusal costs one sample, a
+missed `sorry` poisons a training set.
+
+What it cannot catch without Lean, and what catches it then:
+* a command placed where the guard cannot tell it from a tactic it does not know (at the block's
+  column, after `;`): the lean_repl backend sends the proof as `STATEMENT :=(PROOF\\n)`, so Lean's
+  own parser reads it as one term and such a command is a parse error (`fail`); the prop checker's
+  grammar refuses it too;
+* a kernel bypass reached some other way (a positional config structure, a header macro): Lean
+  records `native_decide`-style evaluation as the axioms `Lean.ofReduceBool`/`Lean.trustCompiler`,
+  and `sorry` as `sorryAx`, so `#print axioms` and the classifier's allow-list fail it;
+* meta code under a name outside these namespaces (from the header's imports): only the real
+  check and `#print axioms` remain; the header is the user's configuration, not the model's text.
+The guard is a first line of defence, not a proof of soundness.
+
+Where Lean's behaviour is not confirmed by a test against real Lean, the rule
+takes the refusing side: a line at column 0 inside a term is refused although Lean may accept it;
+`-native`/`decide := false` are refused although harmless; a `?`-marked name used as an
+application argument (`f x?`) is refused.
 """
 
 from __future__ import annotations
@@ -47,9 +84,6 @@ ACCEPTED = GuardResult(True)
 class GuardConfig:
     # `set_option NAME … in` is refused unless NAME is listed (e.g. "maxHeartbeats").
     allowed_options: frozenset[str] = frozenset()
-    # Extra top-level declarations in the proof (e.g. {"lemma"} for helper lemmas) are refused
-    # unless their keyword is listed.
-    allowed_declarations: frozenset[str] = frozenset()
 
 
 DEFAULT_CONFIG = GuardConfig()
@@ -70,6 +104,11 @@ KEYWORD_RULES: dict[str, str] = {
     "apply?": "apply?",
     "exact?": "exact?",
     "library_search": "library_search",
+    # suggestion tactics without Lean's `?` mark (every tactic with the mark is refused by class:
+    # see `_is_search`)
+    "hint": "search",
+    "polyrith": "search",
+    "rw_search": "search",
     "native_decide": "native_decide",
     "axiom": "axiom",
     "opaque": "opaque",
@@ -126,19 +165,33 @@ CONSTANT_RULES: dict[str, str] = {
     "lcUnreachable": "unsafe",
 }
 
-# `decide := true`, `native := true`, `kernel := true` in a tactic config, and the `+decide`,
-# `+native`, `+kernel` flag spellings of the same options.
+# Meta-level code: Lean's own implementation, which can add declarations without the kernel,
+# switch checks off or elaborate arbitrary code. A name is refused if its root (after `_root_`) is
+# one of Lean's implementation namespaces (also reachable without the `Lean.` prefix once `Lean` is
+# open in a header) or Mathlib's (its tactics and meta code live under `Mathlib.`), or if any of its
+# parts is `Lean`, a meta monad, or a function that changes the environment or the options. «»
+# escapes are undone first, so `«Lean».addDecl` is `Lean.addDecl`.
+META_ROOTS = frozenset({"Lean", "Elab", "Meta", "Parser", "PrettyPrinter", "Server", "Compiler", "IR",
+                        "Environment", "Mathlib", "debug"})
+META_PARTS = frozenset({"Lean", "addDecl", "addAndCompile", "withOptions", "modifyEnv", "setEnv", "skipKernelTC",
+                        "CoreM", "MetaM", "TermElabM", "TacticM", "CommandElabM", "MacroM"})
+
+# Tactic-config options that replace or skip kernel checking: refused as `NAME := anything` (any
+# value, any spelling of it: `true`, `Bool.true`, `(true)`, `!false`, an expression) and as the flags
+# `+NAME` / `-NAME`, the name escaped or not. Setting one to false costs an honest proof nothing
+# to write differently, and a value we would have to evaluate is exactly what we cannot do.
 _BYPASS_OPTIONS = frozenset({"decide", "native", "kernel"})
 _HASH_RULES = {"eval": "#eval", "exit": "#exit", "print": "#print"}  # any other `#x`: "#command"
 # Token texts that may break a rule; any other plain identifier or symbol is skipped quickly.
-_WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTIONS | {":=", "#", "@[", "`(", "`[", "+"}
+_WATCHED = frozenset(KEYWORD_RULES) | frozenset(CONSTANT_RULES) | _BYPASS_OPTIONS | META_ROOTS | META_PARTS \
+    | {":=", "#", "@[", "`(", "`[", "+", "-"}
 # Every rule needs one of these substrings: a watched word, or a character that starts a
 # comment, string, «name», command, attribute, quotation or escape, or `:=` at column 0. Text
 # without any of them cannot be refused by a token rule, so lexing it can be skipped: most
 # honest proofs take this path, and the lexer is the guard's main cost.
 _SUSPECT = re.compile("|".join(
-    [re.escape(w) for w in sorted(_WATCHED - {":=", "+"}, key=len, reverse=True)]
-    + ["--", "/-", '"', "«", "#", "@", "`", r"\\", "\n:="]))
+    [re.escape(w) for w in sorted(_WATCHED - {":=", "+", "-"}, key=len, reverse=True)]
+    + ["--", "/-", '"', "«", "#", "@", "`", r"\\", "\n:=", r"'(?:\\.|[^\\'\n])'", r"[\w'!]\?"]))
 
 # --- characters ------------------------------------------------------------------------------
 
@@ -208,6 +261,22 @@ def ident_parts(name: str) -> list[str]:
     if "«" not in name:
         return name.split(".")
     return [p.strip("«»") for p in re.findall(_ID_PART, name)]
+
+
+# Where a `?`-marked name is a term, not a tactic: the argument of these (`exact happly?`).
+_TERM_HEADS = frozenset({"exact", "apply", "refine", "refine'", "use", "exists", ":="})
+
+
+def _is_search(name: str, prev: Token | None) -> bool:
+    """A plain (undotted) name with Lean's `?` mark — `exact?`, `rw?`, `simp?!`, `aesop?`, … the
+    convention for tactics that search or suggest — anywhere but as the argument of a term-taking
+    tactic (`exact happly?` names a hypothesis). Dotted names (`List.head?`) are functions."""
+    return "?" in name and "." not in name and (prev is None or prev.text not in _TERM_HEADS)
+
+
+def _plain(name: str) -> str:
+    """The name an identifier token denotes: dotted parts with «» removed, joined by dots."""
+    return ".".join(ident_parts(name))
 
 
 class Refused(Exception):
@@ -343,7 +412,8 @@ def _check_tokens(text: str, tokens: list[Token], config: GuardConfig, where: st
         tok = tokens[k]
         if tok.text not in _WATCHED and tok.kind in ("symbol", "number", "char"):
             continue  # fast path: most tokens are `(`, `⟨`, `h.1`, …
-        if tok.kind == "ident" and tok.text not in _WATCHED and "." not in tok.text and "«" not in tok.text:
+        if tok.kind == "ident" and tok.text not in _WATCHED and "." not in tok.text and "«" not in tok.text \
+                and "?" not in tok.text:
             continue
         found = _rule_at(text, tokens, k, config)
         if found:
@@ -355,13 +425,19 @@ def _rule_at(text: str, tokens: list[Token], k: int, config: GuardConfig) -> tup
     """(rule, offence) if the token at `k` breaks a rule, else None."""
     tok = tokens[k]
     nxt = tokens[k + 1] if k + 1 < len(tokens) else None
-    if tok.kind == "ident":
-        return _ident_rule(tok, nxt, tokens[k + 2] if k + 2 < len(tokens) else None, config)
-    adjacent = nxt is not None and nxt.start == tok.end
     prev = tokens[k - 1] if k > 0 else None
-    if tok.kind == "string" and prev is not None and prev.kind == "ident" and prev.text.endswith("!"):
-        # `s!"…{e}…"`, `m!"…"`: code hides inside the braces of an interpolated string
-        return "interpolated_string", f'interpolated string {prev.text}"…"'
+    if tok.kind == "ident":
+        return _ident_rule(tok, prev, nxt, config)
+    adjacent = nxt is not None and nxt.start == tok.end
+    if tok.kind == "string":
+        # Lean parses the `{…}` segments of an interpolated string as terms, and a string literal is
+        # interpolated after `s!`/`m!`/`f!` and also without any `!` (`dbg_trace "…"`,
+        # `throwError "…"`): so any `{` in a string literal, and any `x!"…"`, is refused.
+        if prev is not None and prev.kind == "ident" and prev.text.endswith("!"):
+            return "interpolated_string", f'interpolated string {prev.text}"…"'
+        if "{" in tok.text:
+            return "interpolated_string", "a `{` in a string literal (code, if the string is interpolated)"
+        return None
     if tok.text == ":=" and tok.start > 0 and text[tok.start - 1] == "\n":
         return "top_level", "`:=` at column 0 (the start of another declaration)"
     if tok.text == "#" and adjacent and nxt.kind == "ident":
@@ -370,17 +446,15 @@ def _rule_at(text: str, tokens: list[Token], k: int, config: GuardConfig) -> tup
         return "attribute", "attribute @[…]"
     if tok.text in ("`(", "`["):
         return "quotation", f"syntax quotation {tok.text}"
-    if tok.text == "+" and adjacent and nxt.kind == "ident" and nxt.text in _BYPASS_OPTIONS:
-        return "kernel_bypass", f"option +{nxt.text}"
+    if tok.text in ("+", "-") and adjacent and nxt.kind == "ident" and _plain(nxt.text) in _BYPASS_OPTIONS:
+        return "kernel_bypass", f"option {tok.text}{nxt.text}"
     return None
 
 
-def _ident_rule(tok: Token, nxt: Token | None, after: Token | None, config: GuardConfig) -> tuple[str, str] | None:
+def _ident_rule(tok: Token, prev: Token | None, nxt: Token | None, config: GuardConfig) -> tuple[str, str] | None:
     parts = ident_parts(tok.text)
     name = ".".join(parts)
     rule = KEYWORD_RULES.get(name)
-    if rule == "declaration" and name in config.allowed_declarations:
-        return None
     if rule == "set_option":
         option = nxt.text if nxt is not None and nxt.kind == "ident" else "?"
         if option in config.allowed_options:
@@ -388,12 +462,16 @@ def _ident_rule(tok: Token, nxt: Token | None, after: Token | None, config: Guar
         return "set_option", f"set_option {option} (not in the allowed options)"
     if rule:
         return rule, f"`{tok.text}`"
+    if _is_search(name, prev):
+        return "search", f"search tactic `{tok.text}` (Lean's `?` mark: it searches or suggests)"
     for part in parts:
         if part in CONSTANT_RULES:
             return CONSTANT_RULES[part], f"constant `{tok.text}`"
-    if name in _BYPASS_OPTIONS and nxt is not None and nxt.text == ":=" and after is not None \
-            and after.text == "true":
-        return "kernel_bypass", f"option {name} := true"
+    root = parts[1] if parts[0] == "_root_" and len(parts) > 1 else parts[0]
+    if root in META_ROOTS or any(part in META_PARTS for part in parts):
+        return "meta", f"`{tok.text}` refers to Lean's implementation (meta-level code)"
+    if name in _BYPASS_OPTIONS and nxt is not None and nxt.text == ":=":
+        return "kernel_bypass", f"option {name} := …"
     return None
 
 
@@ -437,14 +515,95 @@ def _has_top_level_colon(tokens: list[Token]) -> bool:
     return False
 
 
-def guard_proof(proof: str, config: GuardConfig = DEFAULT_CONFIG) -> GuardResult:
-    """Refuse a proof (the text after `:=`) that uses a forbidden construct."""
+# --- structure: one term or tactic block ------------------------------------------------------
+
+_CLOSER = {"(": ")", "[": "]", "{": "}", "⟨": "⟩", "⦃": "⦄", "⟦": "⟧"}
+_OPENER = {v: k for k, v in _CLOSER.items()}
+# a bracket, or the first non-blank character of a line
+_STRUCTURE = re.compile(r"[()\[\]{}⟨⟩⦃⦄⟦⟧]|\n[ \t\r]*(?=[^ \t\r\n])")
+_LEADING_BY = re.compile(r"\s*by(?![A-Za-z0-9_'!?])\s*")
+_ENDS_WITH_IN = re.compile(r"(?<![A-Za-z0-9_'!?.])in\s*\Z")
+
+
+def _check_structure(proof: str, code: str, col0: int) -> None:
+    """The proof must be one term or tactic block, so that nothing after it is a new command.
+
+    `code` is the proof with comments, strings, char literals and «names» blanked out (same length).
+    Structural, keyword-free rules (Lean starts a new command wherever the term or block ends):
+    * brackets balance, and no closing bracket closes one the proof did not open;
+    * outside brackets, no line starts at column 0 (a term cannot continue there), except right
+      after `… in`, whose term may start anywhere;
+    * if the proof is a `by` block, outside brackets no line starts left of the block's first tactic
+      (Lean ends the block there). `col0` is the column where the proof starts in the full text.
+    """
+    stack: list[tuple[str, int]] = []
+    block_col = None
+    if m := _LEADING_BY.match(code):
+        start = m.end()
+        if start < len(code):
+            newline = code.rfind("\n", 0, start)
+            block_col = col0 + start if newline < 0 else start - newline - 1
+    for m in _STRUCTURE.finditer(code):
+        ch = m.group()
+        if ch in _CLOSER:
+            stack.append((ch, m.start()))
+        elif ch in _OPENER:
+            if not stack or stack[-1][0] != _OPENER[ch]:
+                raise Refused("brackets", f"`{ch}` closes a bracket the proof did not open, at {_at(proof, m.start())}")
+            stack.pop()
+        elif not stack:  # a line start outside brackets
+            at = m.end()
+            col = at - m.start() - 1
+            if _ENDS_WITH_IN.search(code, 0, m.start()):
+                continue
+            if col == 0:
+                raise Refused("top_level", f"a line starts at column 0 outside brackets, at {_at(proof, at)}: "
+                                           "the proof would end there and a new command begin")
+            if block_col is not None and col < block_col:
+                raise Refused("top_level", f"a line starts left of the proof's tactic block (column {block_col}), "
+                                           f"at {_at(proof, at)}: the block would end there and a new command begin")
+    if stack:
+        ch, at = stack[-1]
+        raise Refused("brackets", f"`{ch}` is never closed, at {_at(proof, at)}")
+
+
+_BLANKED_KINDS = frozenset({"string", "char"})
+
+
+def _blank_literals(code: str, tokens: list[Token]) -> str:
+    """`code` with string and char literals and «names» replaced by `x`s (their brackets and line
+    breaks are not the proof's structure)."""
+    spans = [(t.start, t.end) for t in tokens if t.kind in _BLANKED_KINDS or (t.kind == "ident" and "«" in t.text)]
+    if not spans:
+        return code
+    pieces, prev = [], 0
+    for start, end in spans:
+        pieces.append(code[prev:start])
+        pieces.append("x" * (end - start))
+        prev = end
+    pieces.append(code[prev:])
+    return "".join(pieces)
+
+
+def _check_proof(proof: str, config: GuardConfig, col0: int) -> None:
+    """Every rule, on the lexed proof (raises `Refused`)."""
+    _check_characters(proof)
+    tokens, code = tokenize(proof)
+    _check_code_characters(code)
+    _check_tokens(proof, tokens, config, "proof")
+    _check_structure(proof, _blank_literals(code, tokens), col0)
+
+
+def guard_proof(proof: str, config: GuardConfig = DEFAULT_CONFIG, col0: int = 0) -> GuardResult:
+    """Refuse a proof (the text after `:=`) that uses a forbidden construct or is more than one
+    term or tactic block. `col0`: the column where the proof starts in the text Lean checks."""
     try:
         if _SUSPECT.search(proof):
-            _check_tokens(proof, _lex(proof), config, "proof")
-        else:  # see _SUSPECT; there are no comments either, so the code is the whole text
+            _check_proof(proof, config, col0)
+        else:  # see _SUSPECT: no comments, strings, char literals or «names», so the code is the text
             _check_characters(proof)
             _check_code_characters(proof)
+            _check_structure(proof, proof, col0)
     except Refused as r:
         return GuardResult(False, r.rule, r.message)
     return ACCEPTED
@@ -454,4 +613,7 @@ def guard(statement: str, proof: str, config: GuardConfig | None = None) -> Guar
     """Check the statement, then the proof; the first refusal wins."""
     config = config or DEFAULT_CONFIG
     result = guard_statement(statement, config)
-    return result if not result.ok else guard_proof(proof, config)
+    if not result.ok:
+        return result
+    # The proof starts after `statement + " := "` (the lean_repl path sends ` :=(` in its place).
+    return guard_proof(proof, config, len(statement) - (statement.rfind("\n") + 1) + len(" := "))

@@ -116,10 +116,12 @@ class JsonCodec(Codec):
     being taken for the answer to the next request.
     """
 
-    def __init__(self, separator: bytes = b"\n", startup: Sequence[Any] = (), seq_key: str | None = None):
+    def __init__(self, separator: bytes = b"\n", startup: Sequence[Any] = (), seq_key: str | None = None,
+                 ascii_only: bool = True):
         self.separator = separator
         self.startup = list(startup)
         self.seq_key = seq_key
+        self.ascii_only = ascii_only
 
     def startup_requests(self) -> list[Any]:
         return list(self.startup)
@@ -127,8 +129,12 @@ class JsonCodec(Codec):
     def encode(self, request: Any, seq: int) -> bytes:
         if self.seq_key is not None:
             request = {**request, self.seq_key: seq}
-        # ensure_ascii: the bytes on the wire are ASCII whatever the workers' locale is.
-        return json.dumps(request, ensure_ascii=True).encode("ascii") + self.separator
+        if self.ascii_only:
+            # the bytes on the wire are ASCII whatever the workers' locale is (our own workers)
+            return json.dumps(request, ensure_ascii=True).encode("ascii") + self.separator
+        # UTF-8 for a reader that decodes UTF-8 but not every `\\u` escape (see BlankLineJsonCodec).
+        # Control characters, quotes and backslashes are still escaped, so a request stays one frame.
+        return json.dumps(request, ensure_ascii=False).encode("utf-8") + self.separator
 
     def split(self, buffer: bytes) -> tuple[bytes | None, bytes]:
         end = buffer.find(self.separator)
@@ -153,10 +159,15 @@ class JsonLinesCodec(JsonCodec):
 
 
 class BlankLineJsonCodec(JsonCodec):
-    """JSON followed by a blank line, both ways (the Lean REPL; its answers span several lines)."""
+    """JSON followed by a blank line, both ways (the Lean REPL; its answers span several lines).
+
+    Requests go out as UTF-8, not `\\u` escapes: Lean's JSON parser reads UTF-8 in every version,
+    but joins an escaped surrogate pair (a character outside the BMP: 𝕜, 𝓝, 𝔼, 𝟙, common in Mathlib
+    statements) only from Lean v4.20 (lean4 PR #8080); v4.19, which scripts/setup_lean_repl.sh pins,
+    read one as two NUL characters (lean4 issue #5445), so correct proofs came back `fail`."""
 
     def __init__(self, startup: Sequence[Any] = ()):
-        super().__init__(b"\n\n", startup)  # the REPL has no field to echo a number in
+        super().__init__(b"\n\n", startup, ascii_only=False)  # the REPL has no field to echo a number in
 
     def split(self, buffer: bytes) -> tuple[bytes | None, bytes]:
         # The REPL may end a previous answer with extra newlines; they belong to no frame.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -30,6 +31,11 @@ from lean_env.guard import GuardConfig, guard as run_guard
 
 VERDICTS = ("pass", "fail", "invalid", "timeout", "error")
 DEFAULT_TIMEOUT = 30.0  # seconds per item, wall clock
+# Texts longer than this are not checked at all (their own `invalid` verdict): no honest proof or
+# statement comes near them, and a multi-megabyte text costs the guard and Lean seconds to minutes
+# and the cache its size.
+MAX_PROOF_CHARS = 100_000
+MAX_STATEMENT_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -127,8 +133,8 @@ def _in_build(name: str) -> bool:
         return False
 
 
-def get_backend(name: str, **options) -> Backend:
-    """A new backend instance; `options` go to its constructor."""
+def backend_class(name: str) -> Callable[..., Backend]:
+    """The class (or factory) registered as `name`, its module imported on first use."""
     if name not in _REGISTRY:
         raise UnknownBackendError(
             f"unknown backend {name!r}; available backends: {describe_backends()}")
@@ -148,7 +154,21 @@ def get_backend(name: str, **options) -> Backend:
                 f"{module_name} is missing from this build. Use --backend prop, or run on a build that ships it."
             ) from None
         target = getattr(module, class_name)
-    return target(**options)
+    return target
+
+
+def backend_option_defaults(name: str) -> dict:
+    """A backend's options and their defaults. A backend's options are its constructor's keyword
+    arguments, so a new backend declares them in one place (the pipeline's config section
+    `verifier.<name>.*` is made from them; the CLI passes them with `-o KEY=VALUE`)."""
+    params = inspect.signature(backend_class(name)).parameters.values()
+    return {p.name: p.default for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty}
+
+
+def get_backend(name: str, **options) -> Backend:
+    """A new backend instance; `options` go to its constructor."""
+    return backend_class(name)(**options)
 
 
 # --- verify_items ----------------------------------------------------------------------------
@@ -166,10 +186,20 @@ def verify_items(items: Sequence[Item], backend: Backend, *, cache: VerdictCache
     guard_config = guard if isinstance(guard, GuardConfig) else None
     version = backend.version
 
-    # Group the items by what is actually checked; each group is decided once.
+    # Group the items by what is actually checked; each group is decided once. An item that cannot
+    # be checked at all (not text, not encodable, too long) gets its own `invalid` verdict here and
+    # goes no further: one bad row never costs the rest of the batch.
     groups: dict[str, list[int]] = {}
     for i, item in enumerate(items):
-        key = cache_key(backend.name, version, item.statement, item.proof)
+        problem = item_problem(item)
+        if problem is None:
+            try:
+                key = cache_key(backend.name, version, item.statement, item.proof)
+            except Exception as e:  # anything else that stops it being hashed
+                problem = f"cannot be hashed: {type(e).__name__}: {e}"
+        if problem is not None:
+            results[i] = Result(item.id, "invalid", problem)
+            continue
         groups.setdefault(key, []).append(i)
 
     decided: dict[str, tuple[str, str, float]] = {}  # key -> (verdict, message, seconds)
@@ -197,6 +227,23 @@ def verify_items(items: Sequence[Item], backend: Backend, *, cache: VerdictCache
         for i in members:
             results[i] = Result(items[i].id, verdict, message, seconds)
     return results
+
+
+def item_problem(item: Item) -> str | None:
+    """Why `item` cannot be checked at all, or None: its statement and proof must be strings of
+    valid Unicode (no lone UTF-16 surrogate, which has no UTF-8 encoding) within the length limits."""
+    for field, limit in (("statement", MAX_STATEMENT_CHARS), ("proof", MAX_PROOF_CHARS)):
+        value = getattr(item, field)
+        if not isinstance(value, str):
+            return f"{field} must be a string, got {type(value).__name__}"
+        if len(value) > limit:
+            return f"{field} longer than {limit} characters ({len(value)})"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return (f"{field} is not valid Unicode text: lone surrogate U+{ord(value[e.start]):04X} "
+                    f"at character {e.start}")
+    return None
 
 
 def _run_backend(backend: Backend, items: list[Item], timeout: float, workers: int | None,

@@ -21,7 +21,7 @@ config (`# @package _global_`):
 Hydra skips `on_multirun_end` when any job raised (its sweeper re-raises the first failure after
 all jobs have run), which is exactly when a report over the finished jobs is most wanted; so the
 callback also registers an exit hook at the start of the multirun that, if the normal end never
-came, runs `python -m pipeline.reporting.sweep` in a fresh process. Either way a failing report is
+came, runs `python -m pipeline.reporting` in a fresh process. Either way a failing report is
 printed clearly and never changes what the jobs left behind or the exit status of the multirun.
 """
 
@@ -56,15 +56,12 @@ class PrepareShared(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.should_run(config):
             return
-        from pipeline.__main__ import build_context
-        from pipeline.stages.evaluate import run_base
-        from pipeline.stages.pretrain import run as pretrain_run
-        from pipeline.stages.verify import run as verify_run
+        from pipeline.context import build_context, run_stages
+        from pipeline.stages import STAGES
 
-        known = {"pretrain": pretrain_run, "verify": verify_run, "evaluate_base": run_base}
-        unknown = [s for s in self.stages if s not in known]
+        unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
-            raise ValueError(f"PrepareShared: unknown stage(s) {unknown}; known: {list(known)}")
+            raise ValueError(f"PrepareShared: unknown stage(s) {unknown}; known: {list(STAGES)}")
         cfg = copy.deepcopy(config)
         with open_dict(cfg):
             del cfg["hydra"]
@@ -74,8 +71,7 @@ class PrepareShared(Callback):
         print(f"\n[sweep] building what every job shares ({', '.join(self.stages)}) in {run_dir}", file=sys.stderr, flush=True)
         ctx = build_context(cfg, run_dir, job_type="shared")
         try:
-            for name in self.stages:
-                ctx.stage(name, known[name])
+            run_stages(ctx, self.stages)
         finally:
             ctx.log.finish()
 
@@ -118,13 +114,13 @@ class SweepReport(Callback):
               f"{arguments['sweep_dir']}", file=sys.stderr, flush=True)
         # In a fresh interpreter: at exit, W&B's own exit hook has already closed its service and
         # its media folder in this one.
-        command = [sys.executable, "-m", "pipeline.reporting.sweep", str(arguments["sweep_dir"]),
+        command = [sys.executable, "-m", "pipeline.reporting", str(arguments["sweep_dir"]),
                    "--project", arguments["project"]]
         command += ["--wandb-mode", arguments["wandb_mode"]] if arguments["wandb_mode"] else []
         command += ["--group", arguments["group"]] if arguments["group"] else []
         if subprocess.run(command, check=False).returncode != 0:
             print(f"sweep report FAILED (see above); the jobs' results are untouched in {arguments['sweep_dir']}; "
-                  f"rerun it alone with: python -m pipeline.reporting.sweep {arguments['sweep_dir']}",
+                  f"rerun it alone with: python -m pipeline.reporting {arguments['sweep_dir']}",
                   file=sys.stderr, flush=True)
 
 
@@ -153,6 +149,6 @@ def run_report_guarded(sweep_dir: Path, **kwargs: Any) -> dict | None:
     except Exception:  # the report must never mask the jobs' own results
         print("\n" + "=" * 78 + "\nsweep report FAILED (the jobs' results are untouched in "
               f"{sweep_dir}):\n{traceback.format_exc()}"
-              f"rerun it alone with: python -m pipeline.reporting.sweep {sweep_dir}\n" + "=" * 78,
+              f"rerun it alone with: python -m pipeline.reporting {sweep_dir}\n" + "=" * 78,
               file=sys.stderr, flush=True)
         return None

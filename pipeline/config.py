@@ -7,13 +7,14 @@ Keep every field a plain str/int/float/bool/list (OmegaConf validates those).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from pipeline.objectives import ObjectiveConfig
+from pipeline import objectives
+from pipeline.stages import STAGES
 
 
 @dataclass
@@ -84,48 +85,50 @@ class DatasetConfig:
     eval_limit: int = 0
 
 
-@dataclass
-class LeanReplConfig:
-    """Options of the `lean_repl` backend (lean_env/lean_repl/backend.py); used when backend=lean_repl."""
-    project: str = ""  # the Lean project; empty: $DMVR_LEAN_PROJECT, else ~/.cache/dmvr/lean/project
-    repl: str = ""  # the REPL binary; empty: <project>/../repl/.lake/build/bin/repl
-    command: str = ""  # replaces the REPL binary with any command speaking the REPL protocol
-    # true: each worker is `lake env <repl>`; false: the REPL itself, in the environment `lake env`
-    # prints once, so that it dies with us even when we are SIGKILLed (lean_env/lean_repl/setup.py)
-    lake_env_wrapper: bool = False
-    header: str = ""  # run once per worker, e.g. "import Mathlib"; empty: core Lean
-    allowed_axioms: list = field(default_factory=lambda: ["propext", "Classical.choice", "Quot.sound"])
-    max_items_per_worker: int = 200  # recycle a REPL after this many proofs (its memory grows)
-    memory_limit_mb: int = 16384  # address-space limit per worker; 0: none
-    worker_memory_mb: int = 6144  # expected memory per worker, caps the default number of workers
-    startup_timeout: float = 600.0  # seconds to start a worker and run the header
+def _options_section(backend: str) -> type:
+    """The config section of a verifier backend: its constructor's keyword options
+    (lean_env.verifier.backend_option_defaults), typed by their defaults; None-default ones take any value."""
+    from typing import Any
+
+    from dataclasses import make_dataclass
+
+    from lean_env.verifier import backend_option_defaults
+
+    fields_ = []
+    for name, default in backend_option_defaults(backend).items():
+        if isinstance(default, (list, tuple)):
+            fields_.append((name, list, field(default_factory=lambda d=default: list(d))))
+        elif isinstance(default, (bool, int, float, str)):
+            fields_.append((name, type(default), field(default=default)))
+        else:
+            fields_.append((name, Optional[Any], field(default=None)))
+    return make_dataclass(f"{backend}_options", fields_)
 
 
-@dataclass
-class LeanDojoConfig:
-    """Options of the `leandojo` backend (lean_env/leandojo/backend.py); used when backend=leandojo."""
-    repo: str = ""  # git URL of the traced repository
-    commit: str = ""
-    theorems: str = ""  # JSONL index: name, full_name, file_path, statement
-    additional_imports: list = field(default_factory=list)
+def _verifier_config() -> type:
+    """VerifierConfig: the shared options, then one section per backend of this build, named after it
+    (`verifier.lean_repl.project`, …), made from what the backend itself declares."""
+    from lean_env.verifier import _in_build, backend_names
+
+    sections = [(name, _options_section(name)) for name in backend_names() if _in_build(name)]
+    return make_dataclass("VerifierConfig", [
+        ("backend", str, field(default="prop")),
+        # 0: the backend's default (prop: in-process, the checker is fast; lean_repl: CPUs - 1 capped
+        # by memory); N: a pool of N worker processes
+        ("workers", int, field(default=0)),
+        ("timeout", float, field(default=10.0)),  # seconds per proof
+        ("cache", bool, field(default=True)),  # verdict cache under <output_dir>/cache/
+        *[(name, cls, field(default_factory=cls)) for name, cls in sections],
+    ])
 
 
-@dataclass
-class VerifierConfig:
-    backend: str = "prop"
-    # 0: the backend's default (prop: in-process, the checker is fast; lean_repl: CPUs - 1 capped
-    # by memory); N: a pool of N worker processes
-    workers: int = 0
-    timeout: float = 10.0  # seconds per proof
-    cache: bool = True  # verdict cache under <output_dir>/cache/
-    lean_repl: LeanReplConfig = field(default_factory=LeanReplConfig)
-    leandojo: LeanDojoConfig = field(default_factory=LeanDojoConfig)
+VerifierConfig = _verifier_config()
 
 
 def backend_options(vcfg) -> dict:
-    """Constructor options for `get_backend(vcfg.backend, **options)`: the backend's own
-    sub-config, without empty strings (which mean "the backend's default")."""
-    section = {"lean_repl": vcfg.lean_repl, "leandojo": vcfg.leandojo}.get(vcfg.backend)
+    """Constructor options for `get_backend(vcfg.backend, **options)`: the backend's own section,
+    without empty strings (which mean "the backend's default")."""
+    section = vcfg.get(vcfg.backend) if OmegaConf.is_config(vcfg) else getattr(vcfg, vcfg.backend, None)
     if section is None:
         return {}
     options = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else dict(vars(section))
@@ -138,7 +141,11 @@ class SamplerConfig:
     samples_per_prompt: int = 16
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 160
+    # The embedded benchmark's length budget, in the shipped model's tokens (EOS included): every
+    # theorem of its splits has a proof this short, and on ~18 % of them only a rare, compact proof
+    # style fits (lean_env/propgen: DESIGN_BUDGET_TOKENS; docs/results.md). Hub provers need far more
+    # (the α-DPG authors sample 1,024): set it with the model.
+    max_new_tokens: int = 44
     batch_size: int = 256  # sequences per generate() call
     prompts_per_shard: int = 64  # resumption granularity
     seed: int = 0
@@ -159,6 +166,19 @@ class SamplerConfig:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int = 0
+    # vLLM on the CPU (vLLM's CPU build; pipeline/sampling/vllm.py says why each is needed):
+    # chunked prefill (null: off on CPU, vLLM's default on GPU), the KV cache in GiB (0: 2 GiB on
+    # CPU, or $VLLM_CPU_KVCACHE_SPACE; on GPU sized by gpu_memory_utilization), and how online
+    # training gives the engine the policy's new weights each round (auto: recreate on CPU,
+    # inplace on GPU).
+    enable_chunked_prefill: Optional[bool] = None
+    kv_cache_gib: float = 0.0
+    weight_reload: str = "auto"  # auto | inplace | recreate
+    # After each reload, the engine's log-probs of reload_check_samples of the round's samples are
+    # compared with the new weights' teacher-forced ones: a mean gap per token above
+    # reload_check_tol (0: by model.dtype, see RELOAD_CHECK_TOL) stops the run.
+    reload_check_samples: int = 4
+    reload_check_tol: float = 0.0
     # ---- name: power (conf/sampler/power.yaml; pipeline/sampling/power.py): the policy's evaluation
     # samples from p^gamma by block-wise Metropolis-Hastings. Ignored by the other samplers; the
     # base model's evaluation and the train-split samples are always drawn plainly.
@@ -170,32 +190,44 @@ class SamplerConfig:
 
 
 @dataclass
-class TrainConfig(ObjectiveConfig):
-    """The train loop; the objective's own options are inherited from ObjectiveConfig."""
-    objective: str = "alpha_dpg"
+class TrainSettings:
+    """The train loop and what every objective shares. Each registered objective adds its own section
+    `train.<name>` (its options dataclass in pipeline/objectives/), e.g. `train.alpha_dpg.alpha`."""
+    objective: str = "alpha_dpg"  # a registered objective (pipeline/objectives), or none: no training
     mode: str = "offline"  # offline: one round on base samples; online: sample from the policy each round
     rounds: int = 1
     prompts_per_round: int = 0  # 0: every train theorem
     # k samples per prompt: offline, the `sample` stage's sampler.samples_per_prompt; online, the
     # same sampler settings drawn from the current policy each round.
     epochs_per_round: int = 1
-    batch_size: int = 64  # sequences per optimiser step, rounded to whole prompts (objectives normalise per prompt)
+    # Policy samples per optimiser step, rounded to whole prompts. DPH-RL's base-model rows come on
+    # top: the budget (steps, train_samples) counts the policy's samples only.
+    batch_size: int = 64
+    # The loss scale, one for every objective (docs/objectives.md, "One loss scale"): each objective's
+    # per-sequence terms are summed over the batch and divided by N·loss_norm_tokens
+    # (seq_mean_token_sum_norm, the α-DPG authors' choice for their method and their RL baseline),
+    # N (seq_mean_token_sum), N with per-sequence token means (seq_mean_token_mean) or the batch's
+    # token count (token_mean). Change it for a whole sweep, never for one method.
+    loss_agg: str = "seq_mean_token_sum_norm"
+    loss_norm_tokens: int = 1024
     lr: float = 1e-4
+    # Linear warm-up over this fraction of the run's optimiser steps, then constant (the α-DPG
+    # authors' lr_warmup_steps_ratio: 0.05); 0: none.
+    warmup_frac: float = 0.0
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max gradient norm; the train artifact reports how often it bit
     # A batch in which no sample carries signal (no accepted proof, every GRPO advantage 0) has a zero
     # gradient, yet Adam would still move every weight along its momentum, and with sparse rewards
-    # most batches are such: the policy drifts from the base with nothing learnt (measured on
-    # tiny_prop: KL(base‖policy) 10 nats/proof after 32 steps, train acceptance 2.7 % → 0.4 %).
-    # True: such steps (and non-finite ones) are not taken, only counted (`skipped_steps`).
+    # most batches are such: the policy would drift from the base with nothing learnt
+    # (docs/results.md). True: such steps (and non-finite ones) are not taken, only counted (`skipped_steps`).
     skip_empty_steps: bool = True
     seed: int = 0
     checkpoint_every_steps: int = 20
     # Scale (pipeline/distributed.py). strategy: none (one process, any device) | fsdp (FSDP2 under
     # torchrun, one process per GPU). precision: FSDP's compute dtype, fp32 | bf16 (fp32 master
     # weights either way; one process computes in model.dtype). grad_accum: micro-batches per
-    # optimiser step (same gradient, less memory). cpu_offload: FSDP keeps sharded weights,
-    # gradients and optimiser state on the CPU.
+    # optimiser step (the same loss and gradient as one batch, one extra no-grad forward).
+    # cpu_offload: FSDP keeps sharded weights, gradients and optimiser state on the CPU.
     strategy: str = "none"
     precision: str = "fp32"
     gradient_checkpointing: bool = False
@@ -203,10 +235,32 @@ class TrainConfig(ObjectiveConfig):
     cpu_offload: bool = False
 
 
+# The train config: the shared settings plus one section per registered objective.
+TrainConfig = make_dataclass(
+    "TrainConfig", [(name, options, field(default_factory=options)) for name, options in objectives.sections().items()],
+    bases=(TrainSettings,))
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = TrainSettings.__doc__
+
+
+@dataclass
+class BucketsConfig:
+    """Difficulty buckets by the base model's solve rate (pipeline/reporting/metrics.py: BucketRule);
+    presets in conf/eval/buckets/."""
+    easy: float = 0.8
+    easy_inclusive: bool = False
+    medium: float = 0.2
+    medium_inclusive: bool = True
+    name: str = "easy > 80 %, medium 20–80 %, hard < 20 % and solved, unsolvable 0/n"
+
+
 @dataclass
 class EvalConfig:
+    buckets: BucketsConfig = field(default_factory=BucketsConfig)
     samples_per_prompt: int = 256
-    ks: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256])
+    # The k of pass@k; empty: follow samples_per_prompt (powers of two up to n, and n itself), so
+    # eval.samples_per_prompt=64 alone gives [1, 2, 4, ..., 64]. See eval_ks.
+    ks: list = field(default_factory=list)
     temperature: float = 1.0
     top_p: float = 1.0
 
@@ -231,8 +285,10 @@ class RootConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: str = "default"
-    method: str = ""  # label of the run in reports; empty: derived from train.objective (and α)
-    stages: list = field(default_factory=lambda: ["pretrain", "sample", "verify", "train", "evaluate", "bucket", "report"])
+    # The run's name in reports; empty: the objective's own title. An objective with a sweep axis
+    # (α-DPG) always gets the axis value it trained with appended (method_label).
+    method: str = ""
+    stages: list = field(default_factory=lambda: list(STAGES))  # default: every stage (pipeline/stages)
     # torch CPU threads of this process (0: torch's default, every core). A sweep running N jobs in
     # parallel on one machine sets cores / N: more threads than cores makes every op wait.
     threads: int = 0
@@ -245,6 +301,14 @@ class RootConfig:
 NO_TRAINING = "none"
 
 
+def eval_ks(ecfg) -> list[int]:
+    """The k of pass@k: `eval.ks` when given, else powers of two up to `eval.samples_per_prompt` and n."""
+    if ecfg.ks:
+        return sorted({int(k) for k in ecfg.ks})
+    n = int(ecfg.samples_per_prompt)
+    return sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
+
+
 def power_sampling(cfg) -> bool:
     """Does the run evaluate its policy with the power sampler?"""
     return cfg.sampler.name == "power"
@@ -253,9 +317,6 @@ def power_sampling(cfg) -> bool:
 def plain_sampler(scfg) -> str:
     """The plain sampler of a sampler config: itself, or the power sampler's proposal engine."""
     return scfg.proposal if scfg.name == "power" else scfg.name
-
-
-STAGES = ("pretrain", "sample", "verify", "train", "evaluate", "bucket", "report")
 
 
 def register() -> None:
@@ -267,20 +328,18 @@ def validate(cfg) -> None:
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
         raise ValueError(f"stages: unknown stage(s) {unknown}; known: {list(STAGES)}")
-    if not 0.0 <= cfg.train.alpha <= 1.0:
-        raise ValueError(f"train.alpha={cfg.train.alpha} is outside [0, 1]")
     if cfg.train.mode not in ("offline", "online"):
         raise ValueError(f"train.mode={cfg.train.mode!r}: expected 'offline' or 'online'")
+    if cfg.train.objective != NO_TRAINING:
+        _validate_objective(cfg)
     if cfg.sampler.samples_per_prompt < 1 or cfg.eval.samples_per_prompt < 1:
         raise ValueError("sampler.samples_per_prompt and eval.samples_per_prompt must be >= 1")
-    bad_k = [k for k in cfg.eval.ks if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
+    bad_k = [k for k in eval_ks(cfg.eval) if not 1 <= int(k) <= cfg.eval.samples_per_prompt]
     if bad_k:
         raise ValueError(f"eval.ks {bad_k} must lie in [1, eval.samples_per_prompt={cfg.eval.samples_per_prompt}]")
     if cfg.verifier.workers < 0 or cfg.verifier.timeout <= 0:
         raise ValueError(f"verifier.workers={cfg.verifier.workers} must be >= 0 and "
                          f"verifier.timeout={cfg.verifier.timeout} > 0")
-    if cfg.verifier.lean_repl.max_items_per_worker < 1:
-        raise ValueError("verifier.lean_repl.max_items_per_worker must be >= 1")
     from pipeline.prompts import STYLES
 
     if cfg.model.prompt_style not in STYLES:
@@ -310,6 +369,11 @@ def validate(cfg) -> None:
         raise ValueError(f"sampler.workers={cfg.sampler.workers} must be >= 1")
     if cfg.sampler.method not in ("auto", "fast", "loop", "generate"):
         raise ValueError(f"sampler.method={cfg.sampler.method!r}: expected auto, fast, loop or generate")
+    if cfg.sampler.weight_reload not in ("auto", "inplace", "recreate"):
+        raise ValueError(f"sampler.weight_reload={cfg.sampler.weight_reload!r}: expected auto, inplace or recreate")
+    if cfg.sampler.kv_cache_gib < 0 or cfg.sampler.reload_check_samples < 1 or cfg.sampler.reload_check_tol < 0:
+        raise ValueError("sampler.kv_cache_gib and sampler.reload_check_tol must be >= 0, "
+                         "sampler.reload_check_samples >= 1")
     if not 0.0 < cfg.sampler.gpu_memory_utilization <= 1.0:
         raise ValueError(f"sampler.gpu_memory_utilization={cfg.sampler.gpu_memory_utilization} is outside (0, 1]")
     scfg = cfg.sampler
@@ -324,14 +388,49 @@ def validate(cfg) -> None:
         raise ValueError(f"logger.backend={cfg.logger.backend!r}: expected 'wandb' or 'none'")
 
 
+def _validate_objective(cfg) -> None:
+    t = cfg.train
+    if t.objective not in objectives.REGISTRY:
+        raise ValueError(f"train.objective={t.objective!r}: expected one of {sorted(objectives.REGISTRY)} or "
+                         f"{NO_TRAINING!r}")
+    objectives.check(t)
+    if t.loss_agg not in objectives.AGG_MODES or t.loss_norm_tokens <= 0:
+        raise ValueError(f"train.loss_agg={t.loss_agg!r} must be one of {objectives.AGG_MODES} and "
+                         f"train.loss_norm_tokens={t.loss_norm_tokens} > 0")
+    if not 0.0 <= t.warmup_frac < 1.0:
+        raise ValueError(f"train.warmup_frac={t.warmup_frac} is outside [0, 1)")
+    spec = objectives.get_objective(t.objective)
+    if spec.fresh_rollouts_per_step and t.epochs_per_round != 1:
+        raise ValueError(f"train.epochs_per_round={t.epochs_per_round}: {t.objective} takes one optimiser step per "
+                         f"batch of fresh rollouts, so each sample is used once (set 1)")
+    if cfg.sampler.top_p < 1.0:
+        # nucleus sampling draws from a truncated, renormalised distribution whose log-probs the train
+        # stage does not compute: importance weights and ratios would use the wrong proposal
+        raise ValueError(f"sampler.top_p={cfg.sampler.top_p}: training needs the exact log-probs of the "
+                         f"distribution sampled from, which top_p < 1 changes; sample with top_p=1 "
+                         f"(eval.top_p is free)")
+    method_label(cfg)  # a label that contradicts the config is an error now, not in the report
+
+
 def method_label(cfg) -> str:
-    if cfg.method:
-        return cfg.method
+    """The run's label in reports, from the config actually used (the registry's label of the
+    objective, with its sweep-axis value); `method`, when set, names the run instead of the title."""
     if cfg.train.objective == NO_TRAINING:
+        if cfg.method:
+            return cfg.method
         return f"power γ={cfg.sampler.gamma:g}" if cfg.sampler.name == "power" else "base model (no training)"
-    if cfg.train.objective == "alpha_dpg":
-        return f"α-DPG α={cfg.train.alpha:g}"
-    return cfg.train.objective
+    spec = objectives.get_objective(cfg.train.objective)
+    return spec.label(objectives.options_of(cfg.train), cfg.method)
+
+
+def sweep_axis(cfg) -> dict | None:
+    """{"name", "value"} of the run's sweep axis (α for α-DPG), or None."""
+    if cfg.train.objective == NO_TRAINING:
+        return None
+    spec = objectives.get_objective(cfg.train.objective)
+    if spec.axis is None:
+        return None
+    return {"name": spec.axis, "value": spec.axis_value(objectives.options_of(cfg.train))}
 
 
 def to_container(node) -> dict:

@@ -11,10 +11,9 @@ no-op and training is the single-process loop.
   parameters, gradients and optimiser state on the CPU. The frozen reference model is sharded the
   same way: 1/N of its weights per rank, no gradients and no optimiser state at all.
 - `rank_share(groups, ...)` splits one optimiser step's prompts over ranks and micro-batches
-  (gradient accumulation) and gives each piece the weight that makes the summed, rank-averaged
-  gradient equal the single-process gradient of the whole batch (exact for objectives that average
-  over sequences or prompts, the default aggregations; token-mean aggregation is weighted by
-  sequences, a close approximation).
+  (gradient accumulation); the train stage evaluates the whole batch's loss on each piece with the
+  piece's rows live (pipeline/stages/train.py, `optimise_step`), so the summed, rank-averaged
+  gradient is the single-process gradient of the whole batch for every objective.
 - `full_state_dict` / `load_full_state_dict` go through `torch.distributed.checkpoint.state_dict`,
   so checkpoints and the saved model are ordinary full (unsharded) state dicts written by rank 0.
 """
@@ -109,26 +108,17 @@ def _decoder_layers(model) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def rank_share(groups: list[np.ndarray], rank: int, world: int, micro_batches: int) -> list[tuple[np.ndarray, float]]:
-    """This rank's micro-batches of one optimiser step, as (row indices, loss weight).
+def rank_share(groups: list[np.ndarray], rank: int, world: int, micro_batches: int) -> list[tuple[np.ndarray, bool]]:
+    """This rank's micro-batches of one optimiser step, as (row indices, live).
 
     `groups` are the step's prompts (each an array of row indices). Prompts are dealt to ranks
-    round-robin, then each rank's prompts to `micro_batches` micro-batches. A micro-batch's weight is
-    its share of the step's rows times `world` (FSDP averages gradients over ranks), so the weighted
-    losses add up to the whole batch's mean. Every rank runs the same number of micro-batches (FSDP
-    runs collectives in each forward and backward): an empty one reuses the first prompt at weight 0.
+    round-robin, then each rank's prompts to `micro_batches` micro-batches; a prompt is never split.
+    Every rank runs the same number of micro-batches (FSDP runs collectives in each forward and
+    backward): an empty one reuses the first prompt and is not live (it contributes no gradient).
     """
-    total = sum(len(g) for g in groups)
     mine = groups[rank::world]
     pieces = [mine[i::micro_batches] for i in range(micro_batches)]
-    out = []
-    for piece in pieces:
-        if piece:
-            rows = np.concatenate(piece)
-            out.append((rows, len(rows) / total * world))
-        else:
-            out.append((groups[0], 0.0))
-    return out
+    return [(np.concatenate(piece), True) if piece else (groups[0], False) for piece in pieces]
 
 
 def full_state_dict(model, optimizer=None):

@@ -8,7 +8,11 @@ The key hashes the stage's own config, the keys of its inputs and the stage's co
 - finishing is one `os.replace` of the partial folder onto the final name, so a folder that
   exists under its final name is complete by construction;
 - a per-key file lock lets the jobs of one multirun share the store: the second job waits
-  for the first and then reuses its result instead of computing it twice.
+  for the first and then reuses its result instead of computing it twice;
+- a finished artifact is never removed or replaced: another job may be reading it.
+
+`ArtifactStore.build` is the one get-or-build protocol every stage goes through (check done → lock →
+check again → build into the work folder → commit); a stage supplies only its key and its `make`.
 """
 
 from __future__ import annotations
@@ -16,13 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 from filelock import FileLock
@@ -85,13 +88,42 @@ class ArtifactStore:
         with FileLock(str(art.path) + ".lock"):
             yield
 
+    def build(self, stage: str, config: Any, make: Callable[[Artifact], dict], *,
+              inputs: dict[str, Artifact] | None = None, version: int = 1,
+              collective=None) -> tuple[Artifact, bool]:
+        """Get or build the artifact of (stage, config, inputs, version): `(artifact, reused)`.
+
+        `make(art)` writes the artifact's files into `art.work` (resuming from whatever a killed
+        run left there) and returns its meta; it runs at most once per key across every process
+        sharing the store: the others wait on the key's lock and reuse the result.
+        `collective` (a `distributed.Dist`): the ranks of one torchrun job build together, without
+        the lock (which would admit one rank), and the main rank commits.
+        """
+        art = self.artifact(stage, config, inputs, version)
+        if art.done:
+            return art, True
+        if collective is not None:
+            meta = make(art)
+            if collective.main:
+                self.commit(art, meta)
+            collective.barrier()
+            return art, False
+        with self.lock(art):
+            if art.done:  # another job finished it while we waited for the lock
+                return art, True
+            self.commit(art, make(art))
+        return art, False
+
     def commit(self, art: Artifact, meta: dict) -> Artifact:
-        """Publish `art.work` as the finished artifact, atomically."""
+        """Publish `art.work` as the finished artifact, atomically; a finished one is never replaced."""
         # The spec (config, inputs, version) sits beside the data, so every artifact says what made it.
         meta = {"stage": art.stage, "key": art.key, "finished_at": time.time(), "spec": art.spec, **meta}
+        if art.done:
+            raise RuntimeError(f"{art} is already finished; refusing to replace it (another job may be reading it)")
+        art.work.mkdir(parents=True, exist_ok=True)
         write_json(art.work / META, meta)
-        if art.path.exists():  # a stale incomplete folder (no meta) from an older layout
-            shutil.rmtree(art.path)
+        if art.path.exists():  # a folder without meta under the final name: a leftover of an older layout
+            os.replace(art.path, art.path.with_name(f"{art.path.name}.stale-{time.time_ns()}"))
         os.replace(art.work, art.path)
         return art
 

@@ -7,7 +7,7 @@
 `--data` is a jsonl of rows with `statement` and either `proof` (one string) or `proofs` (a list);
 `--proofs-per-theorem K` takes at most K proofs of each statement from the file (default: all).
 `--generated K` (default 8) replaces the file's proofs by K proofs per theorem from the proof
-generator (`lean_env.prop.proofs.sample_proofs`, fixed seed), i.e. the multi-line proofs in every
+generator (`lean_env.propgen.sample_proofs`, fixed seed), i.e. the multi-line proofs in every
 style that the pipeline actually checks; `--generated 0` uses the file's own proofs.
 When the file is missing the script falls back on a small built-in set of typical proofs, so it
 runs on any checkout. Rates are CPU time (`time.process_time`, the best of `--repeat` passes) and
@@ -80,7 +80,7 @@ def load(path: Path, per_theorem: int | None) -> list[tuple[str, str]]:
 def generated(items: list[tuple[str, str]], per_theorem: int, seed: int = 0) -> list[tuple[str, str]]:
     import random
 
-    from lean_env.prop.proofs import sample_proofs
+    from lean_env.propgen import sample_proofs
 
     rng = random.Random(seed)
     statements = list(dict.fromkeys(s for s, _ in items))

@@ -154,10 +154,10 @@ def bench_round(args, model_path) -> list[str]:
     import pandas as pd
     import pipeline.stages.train as train_stage
     from lean_env.verifier import Item, get_backend
+    from pipeline import distributed
     from pipeline.config import backend_options
     from pipeline.data import load_theorems
     from pipeline.model import completion_logprobs, encode_prompts, load, new_model, train_tokenizer
-    from pipeline.objectives import compute_loss
     from pipeline.prompts import build_prompts, proofs_for
     from pipeline.sampling import hf
     from pipeline.stages.verify import verify_proofs
@@ -223,17 +223,12 @@ def bench_round(args, model_path) -> list[str]:
             real = 0
             policy.train()
             real_before = train_stage.completion_logprobs
-            train_stage.completion_logprobs = score  # the layout under test, inside the stage's own batch builder
+            train_stage.completion_logprobs = score  # the layout under test, inside the stage's own step
             try:
                 with Clock() as c:
                     for start in range(0, len(groups), per_step):
                         rows = np.concatenate([np.arange(*groups[g]) for g in range(start, min(len(groups), start + per_step))])
-                        batch = train_stage._objective_batch(policy, df.iloc[rows])
-                        loss, _ = compute_loss(tcfg.objective, batch, tcfg)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        torch.nn.utils.clip_grad_norm_(policy.parameters(), tcfg.grad_clip)
-                        opt.step()
+                        train_stage.optimise_step(policy, opt, df.iloc[rows], tcfg, distributed.Dist())
                         real += sum(len(p) + len(t) for p, t in zip(df.iloc[rows]["prompt_ids"], df.iloc[rows]["token_ids"]))
             finally:
                 train_stage.completion_logprobs = real_before

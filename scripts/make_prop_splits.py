@@ -1,14 +1,16 @@
-"""Write the shipped propositional splits: lean_env/data/prop_{train,eval,pretrain}.jsonl.
+"""Write the shipped propositional splits: lean_env/data/prop_{train,eval,pretrain,valid}.jsonl.
 
 Deterministic: fixed seeds, no dependence on the Python hash seed.  The eval split is generated
 after the train split with the train split's canonical keys excluded, so no eval theorem is a train
 theorem up to renaming of variables (level mix `EVAL_LEVELS`).  The pretrain theorems (the extra
 theorems of the `pretrain` stage's corpus, beyond the train split) exclude both, with the easier mix
 `PRETRAIN_LEVELS`; shipping them saves the `pretrain` stage minutes of generation (easy theorems are
-few up to renaming, so the generator needs many candidates to find them).
+few up to renaming, so the generator needs many candidates to find them). The validation split (the
+theorems each training round's policy is evaluated on, for the trajectories of the sweep report) is
+generated last and excludes all three, so adding it changed none of them.
 Every reference proof is run through the checker before anything is written.
 
-    python scripts/make_prop_splits.py [--out-dir lean_env/data] [--train N] [--eval N] [--pretrain N]
+    python scripts/make_prop_splits.py [--out-dir lean_env/data] [--train N] [--eval N] [--pretrain N] [--valid N]
 """
 
 from __future__ import annotations
@@ -24,18 +26,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lean_env.prop.checker import check  # noqa: E402
-from lean_env.prop.theorems import (  # noqa: E402
-    EVAL_LEVELS, PRETRAIN_LEVELS, TRAIN_LEVELS, canonical_key, generate)
+from lean_env.propgen import EVAL_LEVELS, PRETRAIN_LEVELS, TRAIN_LEVELS, canonical_key, generate  # noqa: E402
 
 TRAIN_SEED = 20_241_101
 EVAL_SEED = 20_241_102
 PRETRAIN_SEED = 20_241_103
+VALID_SEED = 20_241_104
 N_TRAIN = 2000
 N_EVAL = 250
 N_PRETRAIN = 6000
+N_VALID = 100
 
 
-def make(n_train: int = N_TRAIN, n_eval: int = N_EVAL, n_pretrain: int = N_PRETRAIN) -> dict[str, list[dict]]:
+def make(n_train: int = N_TRAIN, n_eval: int = N_EVAL, n_pretrain: int = N_PRETRAIN,
+         n_valid: int = N_VALID) -> dict[str, list[dict]]:
     train = generate(TRAIN_SEED, n_train, split="train", id_width=5, level_weights=TRAIN_LEVELS)
     train_keys = {canonical_key(r["statement"]) for r in train}
     evals = generate(EVAL_SEED, n_eval, exclude_keys=train_keys, split="eval", id_width=4,
@@ -43,7 +47,10 @@ def make(n_train: int = N_TRAIN, n_eval: int = N_EVAL, n_pretrain: int = N_PRETR
     eval_keys = {canonical_key(r["statement"]) for r in evals}
     pretrain = generate(PRETRAIN_SEED, n_pretrain, exclude_keys=train_keys | eval_keys, split="pre",
                         id_width=5, level_weights=PRETRAIN_LEVELS)
-    return {"prop_train": train, "prop_eval": evals, "prop_pretrain": pretrain}
+    pretrain_keys = {canonical_key(r["statement"]) for r in pretrain}
+    valid = generate(VALID_SEED, n_valid, exclude_keys=train_keys | eval_keys | pretrain_keys, split="valid",
+                     id_width=4, level_weights=EVAL_LEVELS)
+    return {"prop_train": train, "prop_eval": evals, "prop_pretrain": pretrain, "prop_valid": valid}
 
 
 def verify(rows: list[dict]) -> None:
@@ -80,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", type=int, default=N_TRAIN)
     ap.add_argument("--eval", type=int, default=N_EVAL)
     ap.add_argument("--pretrain", type=int, default=N_PRETRAIN)
+    ap.add_argument("--valid", type=int, default=N_VALID)
     args = ap.parse_args(argv)
-    splits = make(args.train, args.eval, args.pretrain)
+    splits = make(args.train, args.eval, args.pretrain, args.valid)
     keys = {name: {canonical_key(r["statement"]) for r in rows} for name, rows in splits.items()}
     assert not keys["prop_train"] & keys["prop_eval"]
     assert not (keys["prop_train"] | keys["prop_eval"]) & keys["prop_pretrain"]
+    assert not (keys["prop_train"] | keys["prop_eval"] | keys["prop_pretrain"]) & keys["prop_valid"]
     for rows in splits.values():
         verify(rows)
     for name, rows in splits.items():

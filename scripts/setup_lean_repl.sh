@@ -17,6 +17,8 @@
 # tag is missing, pick the newest release that all three have and change the three lines together.
 set -euo pipefail
 
+# v4.19.0's JSON parser reads an escaped surrogate pair (\ud835\udd5c) as two NULs (fixed in v4.20);
+# the lean_repl backend therefore sends UTF-8, which every version reads right, and the pin can stay.
 LEAN_VERSION="v4.19.0"     # Lean toolchain: leanprover/lean4:$LEAN_VERSION
 MATHLIB_TAG="v4.19.0"      # mathlib4 git tag for that toolchain
 REPL_TAG="v4.19.0"         # leanprover-community/repl git tag for that toolchain

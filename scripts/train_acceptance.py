@@ -31,7 +31,7 @@ from pipeline.sampling import hf as sampler  # noqa: E402
 from pipeline.config import backend_options  # noqa: E402
 from pipeline.data import load_theorems, prompts  # noqa: E402
 from pipeline.model import load, model_dir  # noqa: E402
-from pipeline.reporting.sweep import gather_runs  # noqa: E402
+from pipeline.reporting.runs import gather_runs  # noqa: E402
 from pipeline.stages.verify import per_theorem  # noqa: E402
 
 

@@ -33,14 +33,14 @@ def test_alpha_sweep_composes_with_the_slurm_launcher():
     validate(cfg)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.array_parallelism == 16
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.array_parallelism == 17
     assert launcher.max_num_timeout > 0  # requeued jobs resume from the artifact store
     # every field is one the plugin knows, with a value of its type
     known = {f.name for f in dataclasses.fields(SlurmQueueConf)}
     assert set(launcher) <= known
     OmegaConf.merge(OmegaConf.structured(SlurmQueueConf), OmegaConf.to_container(launcher))
     # the sweep's jobs are unchanged: one per α and baseline
-    assert len(cfg.hydra.sweeper.params["+method"].split(",")) == 16
+    assert len(cfg.hydra.sweeper.params["+method"].split(",")) == 17
 
 
 def test_a_typo_in_the_launcher_config_is_an_error():

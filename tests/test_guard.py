@@ -299,13 +299,11 @@ def test_set_option_allow_list():
     assert "maxRecDepth" in result.message
 
 
-def test_allowed_declarations():
-    proof = "by exact h\nlemma aux : True := trivial"
-    assert guard(STATEMENT, proof, GuardConfig(allowed_declarations=frozenset({"lemma"}))).ok
-    assert guard(STATEMENT, proof).rule == "declaration"
-    # allowing lemmas does not allow theorems, nor anything else
-    assert guard(STATEMENT, "by exact h\ntheorem x : True := trivial",
-                 GuardConfig(allowed_declarations=frozenset({"lemma"}))).rule == "declaration"
+def test_no_declaration_may_follow_the_proof():
+    """The proof is one term or tactic block: a declaration after it is refused, and no setting
+    allows it (a helper declared after the theorem could not help it anyway)."""
+    assert guard(STATEMENT, "by exact h\nlemma aux : True := trivial").rule == "declaration"
+    assert not hasattr(GuardConfig(), "allowed_declarations")
 
 
 def test_refusal_names_the_position():
@@ -377,10 +375,10 @@ def test_every_keyword_where_it_is_harmless(keyword):
 
 def _slow_guard_proof(proof):
     """The guard without its fast path (always lexing), to check that the shortcut changes nothing."""
-    from lean_env.guard import DEFAULT_CONFIG, Refused, _check_tokens, _lex
+    from lean_env.guard import DEFAULT_CONFIG, Refused, _check_proof
 
     try:
-        _check_tokens(proof, _lex(proof), DEFAULT_CONFIG, "proof")
+        _check_proof(proof, DEFAULT_CONFIG, 0)
     except Refused as r:
         return (False, r.rule)
     return (True, "")
@@ -388,7 +386,7 @@ def _slow_guard_proof(proof):
 
 def test_fast_path_agrees_with_full_lexing():
     texts = [p for p, _ in REFUSED] + HONEST + [
-        s.format(kw=kw) for kw in KEYWORD_RULES for s in SPELLINGS + HARMLESS]
+        s.format(kw=kw) for kw in KEYWORD_RULES for s in SPELLINGS + HARMLESS] + _issue18_texts()
     for proof in texts:
         r = guard_proof(proof)
         assert (r.ok, r.rule) == _slow_guard_proof(proof), proof
@@ -426,3 +424,206 @@ MORE_SPELLINGS = [
 def test_more_spellings_are_refused(proof, rule):
     result = guard(STATEMENT, proof)
     assert (result.ok, result.rule) == (False, rule), (proof, result)
+
+
+# --- issue 18: refusal by class ----------------------------------------------------------------
+# Each class below was open before: at least one case of each passed the guard.
+
+# Code inside a string literal: Lean parses the `{…}` segments of an interpolated string as terms,
+# and a string is interpolated after `s!`/`m!`/`f!` and also without any `!` (`dbg_trace "…"`,
+# `throwError "…"`). The class: any `{` in a string literal.
+INTERPOLATED = [
+    'by\n  dbg_trace "{sorry}"\n  exact h',
+    'by exact dbg_trace "{h}"; h',
+    'by exact (dbg_trace "x = {(by exact h : p)}"; h)',
+    'by\n  exact h\n  throwError "{h}"',
+    'by exact (dbgTrace "{h}" fun _ => h)',
+    'by exact (fun _ => h) r"{h}"',
+    'by exact (fun _ => h) "\\{"',
+    'by exact (fun _ => h) "a {  } b"',
+    'by exact (fun _ => h) s!"{h}"',
+    'by exact (fun _ => h) f!"a{h}b"',
+]
+
+
+@pytest.mark.parametrize("proof", INTERPOLATED)
+def test_code_inside_strings_is_refused(proof):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, "interpolated_string"), (proof, result)
+
+
+def test_plain_strings_still_pass():
+    for proof in ['by exact (fun _ => h) "no braces"', 'by exact (fun _ => h) "a } b"']:
+        assert guard(STATEMENT, proof).ok, proof
+
+
+# Options that skip or replace the kernel (`native`, `kernel`, `decide` in a tactic config): refused
+# whatever the value is written as, in the `:=` and in the `+opt`/`-opt` flag spellings, escaped or not.
+BYPASS_SPELLINGS = [
+    "by decide (config := { native := Bool.true })",
+    "by decide (native := (true))",
+    "by simp (config := {decide := (true)})",
+    "by decide (config := { kernel := !false })",
+    "by decide (config := {native:=Bool.true})",
+    "by decide (config := { native := Bool.true, kernel := false })",
+    "by decide (config := { «kernel» := Bool.true })",
+    "by decide +«native»",
+    "by decide -native",
+    "by decide (config := { native := id true })",
+    "by decide (config := { native :=\n    true })",
+]
+
+
+@pytest.mark.parametrize("proof", BYPASS_SPELLINGS)
+def test_kernel_bypass_options_in_any_spelling(proof):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, "kernel_bypass"), (proof, result)
+
+
+def test_options_that_keep_the_kernel_pass():
+    for proof in ["by simp (config := { zeta := true })", "by simp [decide]", "by exact decide_eq_true rfl",
+                  "by simp +arith", "by omega"]:
+        assert guard(STATEMENT, proof).ok, proof
+
+
+# The proof is one term or tactic block; any further top-level command is refused whatever its
+# keyword. Structurally: brackets balance and never close one the proof did not open; outside
+# brackets no line starts at column 0, nor left of a top-level `by` block's column (Lean ends the
+# term or block there and reads a new command). On the real-Lean path the proof is also sent
+# inside parentheses (lean_env/lean_repl/classify.py), so Lean itself refuses a command anywhere in it.
+UNLISTED_COMMANDS = [
+    ("by exact h\nsimproc foo (x) := by simp", "top_level"),
+    ("by exact h\ndsimproc foo (x) := by simp", "top_level"),
+    ("by exact h\nunseal foo", "top_level"),
+    ('by exact h\nbinder_predicate x " > " y:term => y', "top_level"),
+    ('by exact h\ndeclare_simp_like_tactic simp2 "simp2 " fun c => c', "top_level"),
+    ("by\n  exact h\nregister_simp_attr my_simp", "top_level"),
+    ("by exact h\n\nsuppress_compilation", "top_level"),
+    ("by exact h\n  unseal foo", "top_level"),      # left of the block's column: the block has ended
+    ("by exact h\n   seal foo", "top_level"),
+    ("fun x =>\n  x\ngrind_pattern foo => x", "top_level"),
+    ("h)\n  simproc s (x) := (x", "brackets"),       # would close the parenthesis Lean gets around the proof
+    ("(h))", "brackets"),
+    ("⟨h, h⟩⟩", "brackets"),
+    ("(h", "brackets"),
+    ("⟨h, h)", "brackets"),
+    ("by exact (h\n  ]", "brackets"),
+]
+
+
+@pytest.mark.parametrize("proof,rule", UNLISTED_COMMANDS)
+def test_further_commands_are_refused_whatever_their_keyword(proof, rule):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, rule), (proof, result)
+
+
+def test_one_block_layouts_lean_accepts_pass():
+    for proof in ["by\n  exact ⟨h,\nh⟩",  # inside brackets Lean checks no column
+                  "fun h =>\n  h",
+                  "by\n  cases h with\n  | inl a => exact a\n  | inr b => exact b",
+                  "by exact h\n  -- a comment at any column\n-- even at column 0",
+                  "by\n  intro x\n  exact (by\n    exact x)",
+                  "by\n  refine ⟨?_,\n    ?_⟩\n  · exact h\n  · exact h"]:
+        assert guard(STATEMENT, proof).ok, (proof, guard(STATEMENT, proof))
+    config = GuardConfig(allowed_options=frozenset({"maxHeartbeats"}))
+    assert guard(STATEMENT, "set_option maxHeartbeats 400000 in\nby simp", config).ok  # `… in` continues
+
+
+def test_the_block_column_counts_the_statement():
+    """`by t` on the statement's line puts the block at a column the proof alone does not show."""
+    statement = "theorem t (p : Prop) (h : p) : p"
+    assert not guard(statement, "by exact h\n  exact h").ok  # Lean: the block is at column 36
+    assert guard(statement, "by\n  exact h").ok
+
+
+def _issue18_texts():
+    """Every proof of the issue-18 classes, for the fast-path agreement test above."""
+    texts = []
+    for name, value in list(globals().items()):
+        if name.isupper() and isinstance(value, list) and name not in ("REFUSED", "HONEST", "SPELLINGS", "HARMLESS"):
+            texts += [v[0] if isinstance(v, tuple) else v for v in value if isinstance(v, (str, tuple))]
+    return [t for t in texts if isinstance(t, str)]
+
+
+# Search and suggestion tactics: the class is Lean's `?` mark (`exact?`, `apply?`, `rw?`, `simp?`,
+# `aesop?`, `simp_all?`, `says` after a `simp?`, …), whatever the tactic; the few suggestion
+# tactics without the mark (`hint`, `polyrith`, `rw_search`, `library_search`) are named.
+SEARCH_TACTICS = [
+    ("by rw?", "search"),
+    ("by simp?", "search"),
+    ("by\n  intro x\n  aesop?", "search"),
+    ("by simp_all?", "search"),
+    ("by field_simp?", "search"),
+    ("by norm_num?", "search"),
+    ("by simp?!", "search"),
+    ("by simp? says simp only [h]", "search"),
+    ("by exact h; rw?", "search"),
+    ("by «simp?»", "search"),
+    ("by first | simp? | rfl", "search"),
+    ("by unknown_future_search?", "search"),
+    ("by hint", "search"),
+    ("by\n  intro x\n  hint", "search"),
+    ("by polyrith", "search"),
+    ("by rw_search", "search"),
+    ("by all_goals simp?", "search"),
+    ("by iterate 2 rw?", "search"),
+    ("by\n  constructor <;> simp?", "search"),
+    ("by apply?", "apply?"),
+    ("by exact?", "exact?"),
+]
+
+
+@pytest.mark.parametrize("proof,rule", SEARCH_TACTICS)
+def test_search_tactics_are_refused_as_a_class(proof, rule):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, rule), (proof, result)
+
+
+def test_question_marks_that_are_not_search_pass():
+    for proof in ["by\n  refine ⟨?_, ?_⟩ <;> exact h", "by exact (List.head? [h]).isSome", "by exact h.hint",
+                  "by exact hint_lemma", "by refine ?a", "by exact happly?"]:
+        assert guard(STATEMENT, proof).ok, (proof, guard(STATEMENT, proof))
+
+
+# Meta-level code: any reference to Lean's implementation (the `Lean` namespace anywhere in a name,
+# its sub-namespaces reached without the prefix, the meta monads, declaration-adding and
+# option-setting functions, `debug.*` options), however spelled: «»-escaped, through `_root_`,
+# after `open … in` (refused as `open`).
+META_REFERENCES = [
+    ("by exact (Lean.Elab.Term.elabTerm)", "meta"),
+    ("by exact Lean.Meta.mkFreshExprMVar", "meta"),
+    ("by exact (Lean.addDecl : _)", "meta"),
+    ("by exact _root_.Lean.addDecl", "meta"),
+    ("by exact «Lean».addDecl", "meta"),
+    ("by exact Lean.«Elab».Command.liftTermElabM", "meta"),
+    ("by exact (Lean.Environment.contains)", "meta"),
+    ("by exact Elab.Term.elabTerm", "meta"),
+    ("by exact (Meta.whnf)", "meta"),
+    ("by exact (debug.skipKernelTC)", "meta"),
+    ("by exact withOptions id h", "meta"),
+    ("by exact h.addDecl", "meta"),
+    ("by exact (fun (_ : TacticM Unit) => h)", "meta"),
+    ("by exact (fun (_ : MetaM Unit) => h)", "meta"),
+    ("by exact Environment.find?", "meta"),
+    ("by exact (modifyEnv id)", "meta"),
+    ("by exact Mathlib.Meta.NormNum.isNat_add", "meta"),
+    ("by\n  open Lean in exact addDecl", "open"),
+]
+
+
+@pytest.mark.parametrize("proof,rule", META_REFERENCES)
+def test_meta_level_references_are_refused_however_spelled(proof, rule):
+    result = guard(STATEMENT, proof)
+    assert (result.ok, result.rule) == (False, rule), (proof, result)
+
+
+def test_math_names_near_meta_ones_pass():
+    for proof in ["by exact ProbabilityTheory.Kernel.comp_id", "by exact Classical.em p", "by exact hLean",
+                  "by exact h.elim", "by exact MetaTheorem.foo", "by exact Nat.le_refl 0", "by exact leanprover"]:
+        assert guard(STATEMENT, proof).ok, (proof, guard(STATEMENT, proof))
+
+
+def test_no_setting_allows_a_debug_option():
+    config = GuardConfig(allowed_options=frozenset({"debug.skipKernelTC"}))
+    result = guard(STATEMENT, "set_option debug.skipKernelTC true in\nby exact h", config)
+    assert (result.ok, result.rule) == (False, "meta"), result

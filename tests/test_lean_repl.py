@@ -374,3 +374,56 @@ def test_cli_bad_option_syntax(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lean_env", "verify", "--backend", "lean_repl", "in", "out",
                            "-o", "novalue"], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=60)
     assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- issue 18: what goes to the REPL ----------------------------------------------------------------
+
+OUTSIDE_BMP = "theorem t (𝕜 : Prop) (h𝓝 : 𝕜) : 𝕜"  # U+1D55C, U+1D4DD: Mathlib-style letters
+
+
+def test_requests_go_to_the_repl_as_utf8_and_round_trip():
+    """Lean's JSON parser joins escaped surrogate pairs only from v4.20 (lean4 PR #8080); the pinned
+    v4.19 read `\\ud835\\udd5c` as two NULs. Raw UTF-8 is read right by every version."""
+    import json
+
+    from lean_env.lean_repl.backend import ReplCodec
+    from lean_env.lean_repl.classify import build_command
+
+    codec = ReplCodec("import Mathlib")
+    codec.env = 0
+    request = {"cmd": build_command(OUTSIDE_BMP, "by exact h𝓝").text}
+    wire = codec.encode(request, 1)
+    assert "𝕜".encode("utf-8") in wire and "𝓝".encode("utf-8") in wire
+    assert b"\\ud8" not in wire.lower() and b"\\udd" not in wire.lower()
+    assert wire.endswith(b"\n\n") and b"\n\n" not in wire[:-2]  # the frame stays one request
+    assert json.loads(wire.decode("utf-8")) == {**request, "env": 0}
+    # control characters and quotes stay escaped, so the request is still one JSON line
+    tricky = {"cmd": 'a\n\tb "c" \\ \u2028 \x00'}
+    assert json.loads(codec.encode(tricky, 2).decode("utf-8")) == {**tricky, "env": 0}
+
+
+def test_characters_outside_the_bmp_reach_a_lean_4_19_repl_intact(tmp_path):
+    with fake_backend(tmp_path, "--lean-4-19-json") as backend:
+        results = backend.verify([Item(0, OUTSIDE_BMP, "by exact h𝓝")], timeout=5, workers=1)
+    assert (results[0].verdict, results[0].message) == ("pass", "")
+
+
+def test_a_text_that_cannot_go_out_as_utf8_does_not_stop_the_batch(tmp_path):
+    with fake_backend(tmp_path) as backend:
+        results = backend.verify([Item(0, STATEMENT, "by exact h\ud800"), Item(1, STATEMENT, "by exact h")],
+                                 timeout=5, workers=1)
+    assert [r.verdict for r in results] == ["invalid", "pass"] and "surrogate" in results[0].message
+
+
+@pytest.mark.parametrize("header,reason", [
+    ("theorem cheat : False := sorry", "sorry"),
+    ("axiom x : True\ntheorem cheat : False := by sorry", "sorry"),
+    ("-- fake_header_severity", "something went wrong"),
+])
+def test_a_header_whose_reply_carries_sorry_or_an_unknown_severity_is_refused(tmp_path, header, reason):
+    """A header proved with `sorry` (only a warning in Lean) would let every proof rest on it: the
+    worker does not start, and every item says why."""
+    with fake_backend(tmp_path, header=header) as backend:
+        results = backend.verify(items("by exact h", "by exact h"), timeout=5, workers=2)
+    assert {r.verdict for r in results} == {"error"}, results
+    assert "header" in results[0].message and reason in results[0].message, results[0].message

@@ -1,95 +1,22 @@
-"""The leandojo backend, with a stand-in `lean_dojo` module (the real one is not installed here).
+"""The leandojo backend, with a stand-in `lean_dojo` module (tests/fakes/fake_lean_dojo.py).
 
 The stand-in has the names and shapes of LeanDojo's API (`Dojo` as a context manager yielding
 `(dojo, initial_state)`, `run_tac`, `TacticState`, `ProofFinished`, `LeanError`, `ProofGivenUp`,
 `DojoCrashError`, `DojoTacticTimeoutError`, `DojoInitError`, `LeanGitRepo`, `Theorem`), so these
-tests check our mapping to verdicts, not LeanDojo itself.
+tests check our mapping to verdicts, not LeanDojo itself; tests/test_leandojo_real.py checks the
+stand-in and the backend against the real package when it is installed.
 """
 
 import json
 import sys
-import types
-from dataclasses import dataclass
 
 import pytest
+from fakes.fake_lean_dojo import make_fake_lean_dojo
 
 from lean_env.leandojo.backend import LeanDojoBackend, split_tactics
 from lean_env.verifier import BackendUnavailableError, Item, get_backend
 
 STATEMENT = "theorem t (p : Prop) (h : p) : p"
-
-
-def make_fake_lean_dojo():
-    m = types.ModuleType("lean_dojo")
-    m.__version__ = "fake"
-    m.opened = []
-
-    @dataclass(frozen=True)
-    class TacticState:
-        pp: str
-        id: int = 0
-
-    @dataclass(frozen=True)
-    class ProofFinished:
-        tactic_state_id: int = 0
-
-    @dataclass(frozen=True)
-    class LeanError:
-        error: str
-
-    class ProofGivenUp:
-        pass
-
-    class DojoCrashError(Exception):
-        pass
-
-    class DojoTacticTimeoutError(Exception):
-        pass
-
-    class DojoInitError(Exception):
-        pass
-
-    @dataclass
-    class LeanGitRepo:
-        url: str
-        commit: str
-
-    @dataclass
-    class Theorem:
-        repo: LeanGitRepo
-        file_path: str
-        full_name: str
-
-    class Dojo:
-        def __init__(self, theorem, hard_timeout=None):
-            self.theorem = theorem
-            if theorem.full_name == "broken":
-                raise DojoInitError("cannot locate the theorem")
-
-        def __enter__(self):
-            m.opened.append(self.theorem.full_name)
-            return self, TacticState("p : Prop\nh : p\n⊢ p", 0)
-
-        def __exit__(self, *exc):
-            return False
-
-        def run_tac(self, state, tactic):
-            if tactic.startswith("exact h"):
-                return ProofFinished(state.id + 1)
-            if tactic.startswith("intro") or tactic.startswith("cases"):
-                return TacticState("⊢ p", state.id + 1)
-            if tactic == "sorry":
-                return ProofGivenUp()
-            if tactic == "crash":
-                raise DojoCrashError("OOM")
-            if tactic == "slow":
-                raise DojoTacticTimeoutError()
-            return LeanError(f"unknown tactic {tactic!r}")
-
-    for cls in (TacticState, ProofFinished, LeanError, ProofGivenUp, DojoCrashError, DojoTacticTimeoutError,
-                DojoInitError, LeanGitRepo, Theorem, Dojo):
-        setattr(m, cls.__name__, cls)
-    return m
 
 
 @pytest.fixture
@@ -139,6 +66,27 @@ def test_verdicts(fake_dojo, index):
     assert "tactic proofs" in results[6].message
     # one Dojo for the first proofs, a fresh one after the timeout and after the crash
     assert fake_dojo.opened == ["Foo.t", "Foo.t", "Foo.t"]
+
+
+def test_files_open_under_the_startup_limit_and_proofs_run_under_their_own(fake_dojo, index):
+    """LeanDojo has one read timeout: the Dojo opens with startup_timeout, then each tactic may wait
+    only for what is left of its proof's `timeout`."""
+    b = LeanDojoBackend(repo="https://github.com/x/y", commit="abc", theorems=index, startup_timeout=90.5,
+                        additional_imports=["Mathlib"])
+    dojos = []
+    original = fake_dojo.Dojo.__enter__
+
+    def enter(self):
+        dojos.append(self)
+        return original(self)
+
+    fake_dojo.Dojo.__enter__ = enter
+    results = b.verify([Item(0, STATEMENT, "by\n  intro x\n  exact h")], timeout=5)
+    assert results[0].verdict == "pass"
+    (_, args, kwargs), = [c for c in fake_dojo.calls if c[0] == "Dojo"]
+    assert kwargs == {"timeout": 91, "additional_imports": ["Mathlib"]}
+    assert len(dojos[0].tactic_timeouts) == 2 and all(0 < t <= 5 for t in dojos[0].tactic_timeouts)
+    assert dojos[0].tactic_timeouts[1] <= dojos[0].tactic_timeouts[0]  # what is left of the proof's 5 s
 
 
 def test_statement_must_match_the_index(fake_dojo, index):

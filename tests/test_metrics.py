@@ -50,3 +50,35 @@ def test_transition_matrix_counts_pairs():
     assert m[idx["hard"], idx["unsolvable"]] == 1
     assert m[idx["hard"], idx["medium"]] == 1
     assert np.trace(m) == 2
+
+
+def test_bucket_rules_differ_where_their_thresholds_do():
+    from pipeline.reporting.metrics import BucketRule
+
+    authors = BucketRule(easy=0.9, easy_inclusive=True, medium=0.3, medium_inclusive=True, name="authors")
+    # 85 %: easy by the study's rule (> 80 %), medium by the authors' (≥ 90 % for easy)
+    assert bucket(100, 85) == "easy" and bucket(100, 85, authors) == "medium"
+    assert bucket(10, 9, authors) == "easy"  # exactly 90 % is easy for them
+    # 25 %: medium for the study (≥ 20 %), hard for the authors (< 30 %)
+    assert bucket(100, 25) == "medium" and bucket(100, 25, authors) == "hard"
+    assert bucket(10, 3, authors) == "medium"  # exactly 30 %
+    assert bucket(256, 0, authors) == "unsolvable" and bucket(256, 1, authors) == "hard"
+    # a rate computed in floating point at the threshold counts as the threshold
+    assert bucket(3, 1, BucketRule(medium=1 / 3, medium_inclusive=False)) == "hard"
+    assert bucket(3, 1, BucketRule(medium=1 / 3, medium_inclusive=True)) == "medium"
+
+
+def test_the_bucket_presets_compose_into_the_config():
+    from hydra import compose, initialize_config_dir
+    from pathlib import Path
+
+    from pipeline.config import register
+    from pipeline.reporting.metrics import DEFAULT_RULE, BucketRule
+
+    register()
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        study = BucketRule.of(compose(config_name="config").eval.buckets)
+        authors = BucketRule.of(compose(config_name="config", overrides=["eval/buckets=alpha_dpg_authors"]).eval.buckets)
+    assert study == DEFAULT_RULE
+    assert (authors.easy, authors.easy_inclusive, authors.medium, authors.medium_inclusive) == (0.9, True, 0.3, True)

@@ -204,7 +204,7 @@ def pretrain_ctx(root):
 
 
 def test_pretrain_corpus_excludes_the_eval_split(tmp_path):
-    from lean_env.prop.theorems import canonical_key
+    from lean_env.propgen import canonical_key
     from pipeline.data import load_theorems
     from pipeline.stages.pretrain import build_corpus
 
@@ -249,14 +249,44 @@ def test_pretrain_killed_midway_resumes_to_the_same_weights(tmp_path, monkeypatc
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_pretrain_with_a_model_path_records_it(tmp_path):
+def test_pretrain_with_a_model_path_records_it(tmp_path, monkeypatch):
+    import transformers
+
     from pipeline.stages import pretrain
 
     ctx = pretrain_ctx(tmp_path)
     ctx.cfg.model.path = "some-org/some-model"
+    asked = []
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", lambda name, **kw: asked.append(name))
     art = pretrain.run(ctx)
+    assert asked == ["some-org/some-model"]  # the hub (or its cache) was asked before anything was recorded
     assert art.meta["external_path"] == "some-org/some-model" and model_dir(art) == "some-org/some-model"
     assert pretrain.run(ctx).path == art.path
+
+
+def test_a_model_path_that_holds_no_model_fails_up_front_naming_it(tmp_path, monkeypatch):
+    import transformers
+
+    from pipeline.stages import pretrain
+
+    ctx = pretrain_ctx(tmp_path / "run")
+    ctx.cfg.model.path = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        pretrain.run(ctx)
+    (tmp_path / "empty").mkdir()
+    ctx.cfg.model.path = str(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="holds no config.json"):
+        pretrain.run(ctx)
+
+    def unreachable(name, **kw):
+        raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {name}")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", unreachable)
+    ctx.cfg.model.path = "some-org/typo-model"
+    with pytest.raises(FileNotFoundError, match="neither a local folder nor a hub model"):
+        pretrain.run(ctx)
+    assert not (tmp_path / "run" / "store" / "pretrain").exists() or not any(
+        (tmp_path / "run" / "store" / "pretrain").iterdir())  # nothing recorded for a model that is not there
 
 
 def test_collate_labels_the_completion_and_the_prompt_apart():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lean_env.prop import syntax
+from lean_env.prop.lexer import ProofError
 from lean_env.prop.checker import MAX_PROOF_CHARS, VERSION, CheckResult, check
 from lean_env.prop.formula import FALSE, TRUE, conj, disj, iff, imp, neg, show, var
 
@@ -247,7 +248,7 @@ GOOD = [
 
 
 def test_version_and_result_shape():
-    assert VERSION == "prop-1"
+    assert VERSION == "prop-2"
     r = check(AND_COMM, "by\n  intro h\n  exact ⟨h.2, h.1⟩")
     assert r == CheckResult(True)
     assert r.message == "" and r.line is None and r.col is None and not r.unsupported
@@ -495,7 +496,7 @@ def test_formula_precedences(text, expected):
 
 @pytest.mark.parametrize("text", ["p ↔ q ↔ r", "p ∧", "(p", "p q", "Not p", "p ∧ s", "p ⋀ q"])
 def test_bad_formulas(text):
-    with pytest.raises(syntax.ProofError):
+    with pytest.raises(ProofError):
         _parse_formula(text)
 
 
@@ -570,3 +571,73 @@ def test_every_split_row_passes(path):
             if not r.ok:
                 failures.append((n, row.get("id"), r.message, r.line, r.col))
     assert not failures, f"{len(failures)} rows fail, first: {failures[:5]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# spellings: each alternative spelling is accepted exactly where Lean's grammar accepts it
+# (docs/prop_fragment.md, "Spellings"). `↦` is only the arrow of `fun`/`λ` (Lean's `basicFun`);
+# the alternatives of `cases` take `=>` only (`inductionAlt`), so `↦` there must fail wherever it is.
+
+EM_CASES = "theorem prop_t_050 (p q : Prop) : q → q ∨ ¬q"
+MAPSTO_IN_ALTERNATIVES = [
+    (OR_COMM, "by\n  intro h\n  cases h with\n  | inl hp ↦ exact Or.inr hp\n  | inr hq => exact Or.inl hq"),
+    (OR_COMM, "by\n  intro h\n  cases h with\n  | inl hp => exact Or.inr hp\n  | inr hq ↦ exact Or.inl hq"),
+    (OR_COMM, "by\n  intro h\n  cases h with\n  | inl hp ↦ exact Or.inr hp\n  | inr hq ↦ exact Or.inl hq"),
+    (OR_COMM, "by\n  intro h\n  cases h with\n  | inl hp ↦\n    exact Or.inr hp\n  | inr hq =>\n    exact Or.inl hq"),
+    (OR_COMM, "by\n  intro h\n  have h2 : q ∨ p := by\n    cases h with\n    | inl hp ↦ exact Or.inr hp\n    | inr hq => exact Or.inl hq\n  exact h2"),
+    (OR_COMM, "by\n  intro h\n  refine ?_\n  · cases h with\n    | inl hp => exact Or.inr hp\n    | inr hq ↦ exact Or.inl hq"),
+    (EM_CASES, "by\n  intro hq\n  cases Classical.em q with\n  | inl h ↦ exact Or.inl h\n  | inr h => exact Or.inr h"),
+    (AND_COMM, "by\n  intro h\n  cases h with\n  | intro hp hq ↦ exact ⟨hq, hp⟩"),
+    (AND_COMM, "by\n  intro h\n  cases h with\n  | intro hp hq ↦\n    exact ⟨hq, hp⟩"),
+    (AND_COMM, "by\n  intro h\n  exact (by\n    cases h with\n    | intro hp hq ↦ exact ⟨hq, hp⟩)"),
+    # the ASCII arrow is `→` in a proposition, never the arrow of an alternative or a `fun`
+    (OR_COMM, "by\n  intro h\n  cases h with\n  | inl hp -> exact Or.inr hp\n  | inr hq => exact Or.inl hq"),
+    (AND_COMM, "fun h -> ⟨h.2, h.1⟩"),
+    (AND_COMM, "fun h → ⟨h.2, h.1⟩"),
+    # and `=>`/`↦` are not a proposition's arrow
+    (AND_COMM, "fun (h : p ∧ q ↦ q) => h.2"),
+]
+
+
+@pytest.mark.parametrize("statement,proof", MAPSTO_IN_ALTERNATIVES,
+                         ids=[f"alias{i}" for i in range(len(MAPSTO_IN_ALTERNATIVES))])
+def test_aliases_are_refused_where_lean_refuses_them(statement, proof):
+    r = check(statement, proof)
+    assert not r.ok, f"{statement} := {proof}"
+
+
+def test_the_refused_aliases_are_the_only_fault():
+    """With `=>` for the alternatives' `↦`, each proof above passes: the alias is what fails it."""
+    for statement, proof in MAPSTO_IN_ALTERNATIVES[:10]:
+        r = check(statement, proof.replace("↦", "=>"))
+        assert r.ok, f"{statement} := {proof}\n-> {r}"
+
+
+SPELLINGS_LEAN_ACCEPTS = [
+    (AND_COMM, "fun h ↦ ⟨h.2, h.1⟩"),
+    (AND_COMM, "λ h => ⟨h.2, h.1⟩"),
+    (AND_COMM, "fun ⟨hp, hq⟩ ↦ ⟨hq, hp⟩"),
+    (AND_COMM, "fun (h : p ∧ q) ↦ ⟨h.2, h.1⟩"),
+    (AND_COMM, "fun (h : p ∧ q) => (⟨h.2, h.1⟩ : q ∧ p)"),
+    (OR_COMM, "fun h => Or.elim h (fun hp ↦ Or.inr hp) (λ hq => Or.inl hq)"),
+    (OR_COMM, "by\n  intro h\n  cases h with\n  | inl hp => exact Or.inr hp\n  | inr hq => exact Or.inl hq"),
+    (OR_COMM, "by\n  intro h\n  cases h with\n  | inl hp =>\n    have h3 : p → q ∨ p := fun x ↦ Or.inr x\n    exact h3 hp\n  | inr hq => exact Or.inl hq"),
+    (SYLL, "fun (hpq : p -> q) (hqr : q → r) hp => hqr (hpq hp)"),
+    ("theorem prop_t_051 (p q : Prop) : (p -> q) -> p -> q", "fun h hp => h hp"),
+    (AND_COMM, "by\n  intro h\n  constructor\n  . exact h.2\n  · exact h.1"),
+]
+
+
+@pytest.mark.parametrize("statement,proof", SPELLINGS_LEAN_ACCEPTS,
+                         ids=[f"spelling{i}" for i in range(len(SPELLINGS_LEAN_ACCEPTS))])
+def test_aliases_are_accepted_where_lean_accepts_them(statement, proof):
+    r = check(statement, proof)
+    assert r.ok, f"{statement} := {proof}\n-> {r}"
+
+
+def test_the_lexer_keeps_every_spelling():
+    """No token is rewritten into another before the grammar sees it: the parser decides per place."""
+    from lean_env.prop.lexer import lex
+
+    texts = [t.text for t in lex("fun x ↦ y => z -> w → v λ · .")][:-1]
+    assert texts == ["fun", "x", "↦", "y", "=>", "z", "->", "w", "→", "v", "λ", "·", "."]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lean_env.prop.proofs import render_all
+from lean_env.propgen import render_all
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAN = shutil.which("lean")

@@ -55,24 +55,48 @@ class SamplingParams:
 
 @dataclass
 class FakeLLM:
-    """Records its arguments; sample i of a prompt is tokens [10+i, 20+i, EOS=2] (or cut at max_tokens)."""
+    """Records its arguments; sample i of a prompt is tokens [10+i, 20+i, EOS=2] (or cut at max_tokens).
+
+    Token log-probs are -0.5, -1.0, ...; an `honest` engine instead scores its tokens by teacher forcing
+    under the Hugging Face model in the folder it was started on (what a correct engine reports)."""
     kwargs: dict
+    honest: bool = False
     calls: list = field(default_factory=list)
     rpcs: list = field(default_factory=list)
+    shut_down: bool = False
+
+    def __post_init__(self):
+        self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(shutdown=self._shutdown))
+
+    def _shutdown(self):
+        self.shut_down = True
+
+    def _token_logprobs(self, prompt, toks):
+        if not self.honest:
+            return [-0.5 * (k + 1) for k in range(len(toks))]
+        from pipeline.model import completion_logprobs, encode_prompts, load
+
+        if not hasattr(self, "_scorer"):
+            self._scorer = load(self.kwargs["model"], "cpu", "float32")
+        model, tok = self._scorer
+        lp, _ = completion_logprobs(model, encode_prompts(tok, [prompt]), [toks])
+        return lp[0, :len(toks)].tolist()
 
     def generate(self, prompts, params, use_tqdm=True):
+        assert not self.shut_down, "generate() on an engine that was shut down"
         self.calls.append((list(prompts), params))
         outs = []
         for p, (prompt, sp) in enumerate(zip(prompts, params)):
             comps = []
             for i in range(sp.n):
                 toks = [10 + i, 20 + i, 2][:sp.max_tokens]
+                tlp = self._token_logprobs(prompt, toks)
                 # the sampled token is not always the most likely one: a rank-1 rival is listed too
-                lps = [{t: Logprob(-0.5 * (k + 1), rank=2, decoded_token="x"), 99: Logprob(-0.1, rank=1)}
+                lps = [{t: Logprob(tlp[k], rank=2, decoded_token="x"), 99: Logprob(-0.1, rank=1)}
                        for k, t in enumerate(toks)]
                 comps.append(CompletionOutput(index=i, text=f"{prompt}|{i}", token_ids=toks,
-                                              cumulative_logprob=sum(-0.5 * (k + 1) for k in range(len(toks))),
-                                              logprobs=lps, finish_reason="stop" if toks[-1] == 2 else "length"))
+                                              cumulative_logprob=sum(tlp), logprobs=lps,
+                                              finish_reason="stop" if toks[-1] == 2 else "length"))
             outs.append(RequestOutput(str(p), prompt, [1], comps[::-1]))  # index order is not list order
         return outs
 
@@ -89,17 +113,24 @@ class FakeLLM:
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
+    """A fake `vllm`; `module.cpu` says where its engine runs (vllm.platforms.current_platform)."""
     module = types.ModuleType("vllm")
     module.engines = []
+    module.honest = False
+    module.cpu = False
 
     def make_llm(**kwargs):
-        engine = FakeLLM(kwargs)
+        engine = FakeLLM(kwargs, honest=module.honest)
         module.engines.append(engine)
         return engine
 
     module.LLM = make_llm
     module.SamplingParams = SamplingParams
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: module.cpu)
+    module.platforms = platforms
     monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
     return module
 
 
@@ -190,3 +221,124 @@ def test_without_vllm_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
     with pytest.raises(ImportError, match=r'pip install -e "\.\[gpu\]"'):
         sampler_vllm.VLLMSampler("m", SCFG)
+
+
+# --- the CPU settings, the head-size check, the per-round reload and its check -----------------
+
+
+def test_cpu_settings_are_chosen_on_cpu_and_overridable(fake_vllm, monkeypatch):
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    fake_vllm.cpu = True
+    sampler_vllm.VLLMSampler("org/model", SCFG)
+    kw = fake_vllm.engines[-1].kwargs
+    # seeded sampling with chunked prefill kills vLLM's CPU engine; RAM is not reserved by fraction
+    assert kw["enable_chunked_prefill"] is False and kw["kv_cache_memory_bytes"] == 2 * 2**30
+    cfg = OmegaConf.merge(SCFG, {"enable_chunked_prefill": True, "kv_cache_gib": 0.5})
+    sampler_vllm.VLLMSampler("org/model", cfg)
+    kw = fake_vllm.engines[-1].kwargs
+    assert kw["enable_chunked_prefill"] is True and kw["kv_cache_memory_bytes"] == 2**29
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")  # vLLM's own setting, which vLLM then reads itself
+    sampler_vllm.VLLMSampler("org/model", SCFG)
+    assert "kv_cache_memory_bytes" not in fake_vllm.engines[-1].kwargs
+    fake_vllm.cpu = False  # on a GPU: vLLM's defaults, memory by gpu_memory_utilization
+    engine = sampler_vllm.VLLMSampler("org/model", SCFG)
+    kw = fake_vllm.engines[-1].kwargs
+    assert "enable_chunked_prefill" not in kw and "kv_cache_memory_bytes" not in kw
+    assert engine.reload == "inplace"
+
+
+def _model_folder(path, hidden, heads):
+    from types import SimpleNamespace
+
+    from pipeline.model import new_model, train_tokenizer
+
+    tok = train_tokenizer(["theorem t (p : Prop) (h : p) : p := by exact h"] * 20, 300)
+    model = new_model(SimpleNamespace(hidden_size=hidden, intermediate_size=64, num_layers=1, num_heads=heads,
+                                      max_length=64), tok)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_an_unsupported_head_size_is_refused_on_cpu_before_the_engine_starts(fake_vllm, tmp_path):
+    fake_vllm.cpu = True
+    smoke = _model_folder(tmp_path / "smoke", hidden=32, heads=2)  # the smoke experiment's shape: head size 16
+    with pytest.raises(ValueError, match=r"head size 16 .*supported: 32, 64.*model.num_heads=1"):
+        sampler_vllm.VLLMSampler(smoke, SCFG)
+    assert fake_vllm.engines == []
+    sampler_vllm.VLLMSampler(_model_folder(tmp_path / "ok", hidden=32, heads=1), SCFG)  # head size 32
+    fake_vllm.cpu = False  # GPU attention takes 16
+    sampler_vllm.VLLMSampler(smoke, SCFG)
+    assert len(fake_vllm.engines) == 2
+
+
+def test_on_cpu_each_reload_starts_a_fresh_engine_on_the_new_weights(fake_vllm, tmp_path):
+    fake_vllm.cpu = True
+    engine = sampler_vllm.VLLMSampler("org/model", SCFG)
+    assert engine.reload == "recreate"
+    engine.load_weights(str(tmp_path / "round-1"))
+    first, second = fake_vllm.engines
+    assert first.shut_down and not second.shut_down and first.rpcs == []
+    assert second.kwargs == {**first.kwargs, "model": str(tmp_path / "round-1")}
+    assert engine.sample(["a"], n=1, max_new_tokens=3)[0]["token_ids"] == [10, 20, 2]
+    inplace = sampler_vllm.VLLMSampler("org/model", OmegaConf.merge(SCFG, {"weight_reload": "inplace"}))
+    assert inplace.reload == "inplace"
+    with pytest.raises(ValueError, match="weight_reload='sometimes'"):
+        sampler_vllm.VLLMSampler("org/model", OmegaConf.merge(SCFG, {"weight_reload": "sometimes"}))
+
+
+def test_check_logprobs_accepts_the_models_own_logprobs_and_stops_on_others(tmp_path):
+    import torch
+
+    from pipeline.model import completion_logprobs, encode_prompts, load
+
+    model, tok = load(_model_folder(tmp_path / "m", hidden=32, heads=1), "cpu", "float32")
+    prompt_ids = encode_prompts(tok, ["theorem t (p : Prop) (h : p) : p := by", "theorem u : True := by"])
+    completions = [[5, 9, 2], [7, 2]]
+    with torch.no_grad():
+        lp, mask = completion_logprobs(model, prompt_ids, completions)
+    rows = [{"prompt_ids": p, "token_ids": c, "logp": float((lp[i] * mask[i]).sum())}
+            for i, (p, c) in enumerate(zip(prompt_ids, completions))]
+    assert sampler_vllm.check_logprobs(model, rows, tol=1e-4) < 1e-4
+    stale = [dict(rows[0]), {**rows[1], "logp": rows[1]["logp"] - 0.5}]  # 0.25 nats per token off
+    with pytest.raises(sampler_vllm.WeightReloadError, match=r"up to 0\.25 nats per token"):
+        sampler_vllm.check_logprobs(model, stale, tol=0.01)
+    with pytest.raises(sampler_vllm.WeightReloadError):
+        sampler_vllm.check_logprobs(model, [{**rows[0], "logp": math.nan}], tol=0.01)
+    assert sampler_vllm.reload_check_tol(SCFG, "bfloat16") == 0.1
+    assert sampler_vllm.reload_check_tol(OmegaConf.merge(SCFG, {"reload_check_tol": 0.5}), "float32") == 0.5
+
+
+def _online_vllm_run(out, *overrides):
+    """The smoke experiment up to an online train stage with sampler=vllm, in this process."""
+    from hydra import compose, initialize_config_dir
+
+    from pipeline.__main__ import build_context, run_stages
+
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "+experiment=smoke", f"output_dir={out}", "progress=false", "logger.backend=none", "sampler=vllm",
+            "stages=[train]", "model.num_heads=1", "sampler.samples_per_prompt=2", "sampler.max_new_tokens=3",
+            "train.mode=online", "train.rounds=2", "train.prompts_per_round=4", "pretrain.steps=10",
+            "dataset.train_limit=8", *overrides])
+    return run_stages(build_context(cfg, Path(out) / "run"))
+
+
+@pytest.mark.slow
+def test_online_training_checks_the_engine_against_the_policy_every_round(fake_vllm, tmp_path):
+    fake_vllm.cpu, fake_vllm.honest = True, True  # a correct engine, re-created each round (CPU)
+    _online_vllm_run(tmp_path)
+    work = next((tmp_path / "store" / "train").glob("*/round-0001.parquet")).parent
+    train_engines = [e for e in fake_vllm.engines if e.kwargs["model"].endswith("policy-for-sampler")]
+    assert len(train_engines) == 2 and train_engines[0].shut_down  # one engine per round
+    assert (work / "round-0000.parquet").exists()
+    # a stale engine (weights never reach it; the policy moves by weight decay) is stopped at round 1,
+    # before that round's data is saved
+    fake_vllm.engines.clear()
+    with pytest.raises(sampler_vllm.WeightReloadError, match="does not sample from the policy's current weights"):
+        _online_vllm_run(tmp_path, "sampler.weight_reload=inplace", "train.skip_empty_steps=false",
+                         "train.weight_decay=0.5", "train.lr=0.05")
+    stale_work = [p for p in (tmp_path / "store" / "train").iterdir() if p != work and p.is_dir()]
+    assert stale_work and (stale_work[0] / "round-0000.parquet").exists()
+    assert not (stale_work[0] / "round-0001.parquet").exists()

@@ -7,8 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline.reporting import plots
 from pipeline.reporting import sweep as sweep_report
-from pipeline.reporting.sweep import pareto_frontier, report_sweep
+from pipeline.reporting.plots import pareto_frontier
+from pipeline.reporting.sweep import report_sweep
 
 KS = [1, 2, 4]
 STATEMENT = "theorem t1 (p q : Prop) : p ∧ q → q ∧ p"
@@ -190,7 +192,7 @@ def test_callback_prints_a_failing_report_without_raising(tmp_path, capsys):
     (tmp_path / "0").mkdir()  # a sweep whose only job left nothing
     SweepReport().on_multirun_end(_hydra_like_config(tmp_path))
     err = capsys.readouterr().err
-    assert "sweep report FAILED" in err and f"python -m pipeline.reporting.sweep {tmp_path}" in err
+    assert "sweep report FAILED" in err and f"python -m pipeline.reporting {tmp_path}" in err
 
 
 # ---- power sampling: untrained runs whose evaluation sampled p^γ, one point per γ with its token cost
@@ -217,8 +219,8 @@ def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeyp
     sweep = make_sweep(tmp_path)
     add_power_jobs(sweep)
     labels = []
-    real_place = sweep_report._place_labels
-    monkeypatch.setattr(sweep_report, "_place_labels",
+    real_place = plots._place_labels
+    monkeypatch.setattr(plots, "_place_labels",
                         lambda ax, xs, ys, texts, **kw: labels.extend(texts) or real_place(ax, xs, ys, texts, **kw))
     outputs = report_sweep(sweep, wandb_mode="disabled")
     table = pd.read_csv(outputs["table_csv"])
@@ -237,7 +239,8 @@ def test_power_runs_are_their_own_points_with_their_token_cost(tmp_path, monkeyp
 
 
 def test_standard_errors_over_theorems(tmp_path):
-    from pipeline.reporting.sweep import read_per_theorem, standard_errors
+    from pipeline.reporting.runs import read_per_theorem
+    from pipeline.reporting.tables import standard_errors
 
     path = tmp_path / "per_theorem.parquet"
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [1.0, 0.0, 0.0, 0.0], "pass@4": [1.0, 1.0, 0.0, 0.0]}
@@ -257,7 +260,8 @@ def test_report_table_has_standard_error_columns(report):
 
 
 def test_paired_gain_over_the_base(tmp_path):
-    from pipeline.reporting.sweep import paired_gains, read_per_theorem
+    from pipeline.reporting.runs import read_per_theorem
+    from pipeline.reporting.tables import paired_gains
 
     base, run = tmp_path / "base.parquet", tmp_path / "run.parquet"
     pd.DataFrame({"theorem_id": list("ABCD"), "pass@1": [0.5, 0.1, 0.0, 0.2]}).to_parquet(base)
@@ -282,3 +286,35 @@ def test_report_table_has_paired_gain_columns(report):
     for job, run in RUNS.items():
         assert runs.loc[int(job), "pass@1_gain"] == pytest.approx((len(run[5]) - 2) / 4 / 4)
     assert "Gain over the base model" in Path(outputs["table_md"]).read_text()
+
+
+def test_reseeded_runs_are_one_row_with_seed_and_paired_tables(tmp_path):
+    """A second seed of α = 0.5 joins the first as one method (its numbers the seeds' means); the
+    report adds the gains with intervals, the claims, the seed table and the pairwise matrices."""
+    sweep = make_sweep(tmp_path)
+    template = json.loads((sweep / "0" / "run_summary.json").read_text())
+    folder = sweep / "8"
+    folder.mkdir()
+    _per_theorem(1).to_parquet(folder / "per_theorem.parquet")
+    _verdicts(PROOFS[:1]).to_parquet(folder / "verdicts.parquet")
+    summary = {**template, "seed": 1, "trained": {**_passk(0.35, 0.65), "theorems": 4, "samples_per_theorem": 4},
+               "paths": {**template["paths"], "trained_per_theorem": str(folder / "per_theorem.parquet"),
+                         "trained_verdicts": str(folder / "verdicts.parquet")}}
+    (folder / "run_summary.json").write_text(json.dumps(summary, ensure_ascii=False))
+    template["seed"] = 0
+    (sweep / "0" / "run_summary.json").write_text(json.dumps(template, ensure_ascii=False))
+    outputs = report_sweep(sweep, wandb_mode="disabled")
+    table = pd.read_csv(outputs["table_csv"]).set_index("method")
+    assert list(table.index).count("α-DPG α=0.5") == 1
+    assert table.loc["α-DPG α=0.5", "pass@1"] == pytest.approx((0.45 + 0.35) / 2)
+    assert {"pass@1_gain_lo", "pass@1_gain_hi", "pass@1_gain_p"} <= set(table.columns)
+    seeds = pd.read_csv(outputs["seeds_csv"])
+    assert seeds[seeds["method"] == "α-DPG α=0.5"]["seed"].astype(str).tolist() == ["0", "1", "mean", "sd"]
+    md = outputs["table_md"].read_text()
+    assert "## The paper's claims" in md and "pass@1 rises with α" in md and "## Reseeding" in md
+    assert "pass@4 gain [95 % CI] (p)" in md
+    pairs_md = outputs["pairs_md"].read_text()
+    assert "| row − column |" in pairs_md and "RS-FT" in pairs_md
+    assert len(pd.read_csv(outputs["pairs_csv"])) == 5 * 4 // 2  # every pair of the five methods
+    claims = pd.read_csv(outputs["claims_csv"])
+    assert set(claims["verdict"]) <= {"reproduced", "contradicted", "inconclusive at this power", "not testable"}

@@ -243,15 +243,23 @@ def test_unknown_backend_lists_the_known_ones():
 
 
 # Without Lean (lean_repl) or lean_dojo (leandojo) the backends refuse to start, saying what is
-# missing and how to set it up. (This machine has neither; tests/test_lean_repl.py and
-# tests/test_leandojo.py test each missing piece separately.)
+# missing and how to set it up. lean_dojo may be installed (the dev extra installs it), so these
+# tests hide it; tests/test_lean_repl.py and tests/test_leandojo.py test each missing piece separately.
 SETUP_HINTS = {"lean_repl": "make lean-setup", "leandojo": "pip install 'dmvr[lean]'"}
+
+
+def hide_lean_dojo(folder: Path) -> str:
+    """A folder that, put first on PYTHONPATH, makes `import lean_dojo` fail as if it were not installed."""
+    (folder / "lean_dojo").mkdir(parents=True)
+    (folder / "lean_dojo" / "__init__.py").write_text('raise ImportError("lean_dojo hidden by the test")\n')
+    return str(folder)
 
 
 @pytest.mark.parametrize("name", ["lean_repl", "leandojo"])
 def test_lean_backends_say_what_is_missing(name, monkeypatch, tmp_path):
     monkeypatch.delenv("DMVR_LEAN_PROJECT", raising=False)
     monkeypatch.setattr("lean_env.lean_repl.setup.DEFAULT_LEAN_DIR", tmp_path / "nowhere")
+    monkeypatch.setitem(sys.modules, "lean_dojo", None)  # `import lean_dojo` fails, installed or not
     with pytest.raises(BackendUnavailableError, match=re.escape(SETUP_HINTS[name])):
         get_backend(name)
 
@@ -329,13 +337,13 @@ def test_cli_end_to_end_with_malformed_lines(tmp_path, standin):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", None, "b", "c", None, 7, "s", "d"]
-    assert [r["verdict"] for r in rows] == ["pass", "error", "error", "error", "error", "fail", "invalid", "pass"]
+    assert [r["verdict"] for r in rows] == ["pass", "invalid", "invalid", "invalid", "invalid", "fail", "invalid", "pass"]
     assert rows[0]["extra"] == 1 and rows[0]["message"] == "" and rows[0]["seconds"] >= 0
     for lineno, row in [(2, rows[1]), (3, rows[2]), (4, rows[3]), (6, rows[4])]:
         assert f"in.jsonl:{lineno}:" in row["message"]
         assert f"in.jsonl:{lineno}:" in proc.stderr
     assert "missing key 'proof'" in rows[2]["message"] and "must be a string" in rows[3]["message"]
-    assert "pass 2, fail 1, invalid 1, timeout 0, error 4" in proc.stderr
+    assert "pass 2, fail 1, invalid 5, timeout 0, error 0" in proc.stderr
     assert "proofs/s" in proc.stderr
 
     # second run: answers come from the cache, same output
@@ -369,7 +377,7 @@ def test_cli_lean_backends_exit_2_and_write_nothing(tmp_path, name):
     src.write_text(json.dumps({"id": 1, "statement": STATEMENT, "proof": "by exact h"}) + "\n")
     proc = run_cli(["verify", "--backend", name, str(src), str(tmp_path / "out.jsonl"), "--no-cache",
                     "--lean-project" if name == "lean_repl" else "-o", str(tmp_path / "no-project")
-                    if name == "lean_repl" else "repo=x"])
+                    if name == "lean_repl" else "repo=x"], env_path=hide_lean_dojo(tmp_path / "hidden"))
     assert proc.returncode == 2
     assert SETUP_HINTS[name] in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out.jsonl").exists()
@@ -397,3 +405,57 @@ def test_cli_with_the_real_prop_checker(tmp_path):
 
 def test_verdict_names():
     assert VERDICTS == ("pass", "fail", "invalid", "timeout", "error")
+
+
+# --- issue 18: one bad row never costs the batch -------------------------------------------------
+
+BAD_ROWS = [
+    ("lone surrogate in the proof", Item("s1", STATEMENT, "by exact h\ud800"), "surrogate"),
+    ("lone surrogate in the statement", Item("s2", STATEMENT + " \udfff", "by exact h"), "surrogate"),
+    ("statement not a string", Item("s3", None, "by exact h"), "statement"),
+    ("statement a number", Item("s4", 3, "by exact h"), "statement"),
+    ("proof not a string", Item("s5", STATEMENT, b"by exact h"), "proof"),
+    ("10 MB proof", Item("s6", STATEMENT, "by exact h " + "x" * 10_000_000), "longer than"),
+]
+
+
+@pytest.mark.parametrize("with_cache", [False, True], ids=["no_cache", "cache"])
+@pytest.mark.parametrize("guard_on", [True, False], ids=["guard", "no_guard"])
+def test_a_bad_row_gets_its_own_invalid_verdict(with_cache, guard_on):
+    backend = CountingBackend()
+    good = [Item("g1", STATEMENT, "ok 1"), Item("g2", STATEMENT, "fail 2")]
+    items = [good[0]] + [item for _, item, _ in BAD_ROWS] + [good[1]]
+    cache = VerdictCache(None) if with_cache else None
+    results = verify_items(items, backend, cache=cache, guard=guard_on)
+    assert [r.id for r in results] == [it.id for it in items]
+    assert (results[0].verdict, results[-1].verdict) == ("pass", "fail")
+    for (what, item, word), r in zip(BAD_ROWS, results[1:-1]):
+        assert r.verdict == "invalid", (what, r)
+        assert word in r.message, (what, r.message)
+    assert [it.id for it in backend.seen] == ["g1", "g2"]  # nothing bad reached the backend
+    if cache is not None:
+        assert len(cache) == 2  # the two checked rows; an invalid row has no key to cache under
+
+
+def test_the_cli_survives_every_kind_of_bad_line(tmp_path, standin):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = [
+        json.dumps({"id": "a", "statement": STATEMENT, "proof": "by exact h"}).encode(),
+        b'{"id": "s", "statement": "' + STATEMENT.encode() + b'", "proof": "by exact h\\ud800"}',
+        b'{"id": "u", "statement": "' + STATEMENT.encode() + b'", "proof": "by exact h\xff\xfe"}',
+        json.dumps({"id": "n", "statement": 12, "proof": "by exact h"}).encode(),
+        json.dumps({"id": "big", "statement": STATEMENT, "proof": "by exact h " + "y" * 10_000_000}).encode(),
+        json.dumps({"id": "b", "statement": STATEMENT, "proof": "by exact h"}).encode(),
+    ]
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    for cache_args in (["--no-cache"], ["--cache", str(tmp_path / "cache.sqlite")]):
+        proc = run_cli(["verify", "--backend", "standin", str(src), str(out), "--workers", "1", "--no-progress",
+                        *cache_args], str(standin), register_standin=True)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert [r["id"] for r in rows] == ["a", "s", None, "n", "big", "b"]
+        assert [r["verdict"] for r in rows] == ["pass", "invalid", "invalid", "invalid", "invalid", "pass"]
+        assert "surrogate" in rows[1]["message"] and "not UTF-8" in rows[2]["message"]
+        assert "in.jsonl:3:" in rows[2]["message"] and "must be a string" in rows[3]["message"]
+        assert "longer than" in rows[4]["message"]
+        assert rows[1]["proof"] == "by exact h\ud800"  # written back as it was read

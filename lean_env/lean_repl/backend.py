@@ -9,8 +9,8 @@ after `max_items_per_worker` proofs (each command leaves a new environment in th
 an address-space limit, and a stripped environment.
 
 Per worker: start-up request `{"cmd": header}` -> `{"env": N}` (refused if the header has an
-error: a missing Mathlib must not turn into a million `fail`s), then per proof
-`{"cmd": "<statement> := <proof>\\n\\n#print axioms NAME", "env": N}`, judged by
+error — a missing Mathlib must not turn into a million `fail`s — or uses `sorry`), then per proof
+`{"cmd": "<statement> :=(<proof>\\n)\\n\\n#print axioms NAME", "env": N}`, judged by
 `lean_env.lean_repl.classify`. A reply without `env` (`{"message": "Unknown environment."}`)
 makes the item an `error` and the worker is replaced.
 
@@ -26,12 +26,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from lean_env.lean_repl.classify import DEFAULT_ALLOWED_AXIOMS, Command, build_command, classify, needs_restart
+from lean_env.lean_repl.classify import (DEFAULT_ALLOWED_AXIOMS, HARMLESS_SEVERITIES, USES_SORRY, Command,
+                                         build_command, classify, is_env, needs_restart)
 from lean_env.lean_repl.setup import resolve
 from lean_env.pool import DEFAULT_ENV_KEEP, BlankLineJsonCodec, Outcome, WorkerPool, default_pool_size, worker_env
-from lean_env.verifier import DEFAULT_TIMEOUT, Backend, Item, Result
+from lean_env.verifier import DEFAULT_TIMEOUT, Backend, Item, Result, item_problem
 
-VERSION = 1  # bump when the command sent or the classification changes
+VERSION = 2  # bump when the command sent or the classification changes
 
 
 class ReplCodec(BlankLineJsonCodec):
@@ -50,13 +51,21 @@ class ReplCodec(BlankLineJsonCodec):
         return super().encode({**request, "env": self.env}, seq)
 
     def check_startup(self, response) -> None:
-        errors = [m for m in response.get("messages") or [] if isinstance(m, dict) and m.get("severity") == "error"]
+        messages = [m for m in response.get("messages") or [] if isinstance(m, dict)]
+        # The classifier's rules: any severity but info/warning is an error.
+        errors = [m for m in messages if m.get("severity") not in HARMLESS_SEVERITIES]
         if errors:
             first = errors[0]
             raise ValueError(f"the header failed in Lean: {str(first.get('data', ''))[:500]} "
                              "(check the header, e.g. `import Mathlib` needs a project with Mathlib built)")
+        # A header that proves something with `sorry` is only a warning in Lean, but every proof
+        # checked after it could rest on that declaration: no verdict of such a worker is trusted.
+        sorry = [m for m in messages if USES_SORRY.search(str(m.get("data", "")))]
+        if response.get("sorries") or sorry:
+            where = str(sorry[0].get("data", "")) if sorry else "a `sorries` entry"
+            raise ValueError(f"the header uses sorry ({where[:200]}): every proof checked after it could rest on it")
         env = response.get("env")
-        if not isinstance(env, int):
+        if not is_env(env):
             raise ValueError(f"the header reply has no environment: {str(response)[:200]}")
         if self.env is not None and env != self.env:
             raise ValueError(f"the header gave environment {env}, other workers {self.env}")
@@ -125,18 +134,21 @@ class LeanReplBackend(Backend):
                workers: int | None = None, progress: bool = False) -> list[Result]:
         commands: list[Command | None] = []
         requests = []
+        results = []
         for item in items:
+            # verify_items has refused such items already; a direct caller may not have, and one
+            # text that cannot go out as UTF-8 must not stop the batch
+            problem = item_problem(item)
+            results.append(Result(item.id, "invalid", problem) if problem else
+                           Result(item.id, "error", "statement does not start with `theorem NAME`"))
             try:
-                command = build_command(item.statement, item.proof)
+                command = None if problem else build_command(item.statement, item.proof)
             except ValueError:  # the guard normally refuses such statements first
-                commands.append(None)
-                requests.append(None)
-                continue
+                command = None
             commands.append(command)
-            requests.append({"cmd": command.text})
+            requests.append(None if command is None else {"cmd": command.text})
         todo = [i for i, r in enumerate(requests) if r is not None]
         outcomes = self.pool(workers).run([requests[i] for i in todo], timeout=timeout, progress=progress)
-        results = [Result(item.id, "error", "statement does not start with `theorem NAME`") for item in items]
         for i, outcome in zip(todo, outcomes):
             results[i] = self._result(items[i], commands[i], outcome)
         return results

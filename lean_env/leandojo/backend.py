@@ -7,12 +7,22 @@ split into its top-level tactics (`split_tactics`) and run with `dojo.run_tac(st
 one after the other:
 
 * `ProofFinished` after the last tactic -> `pass`;
-* `LeanError` (`TacticError` in LeanDojo < 1.2) -> `fail`, with Lean's message;
+* `LeanError` -> `fail`, with Lean's message;
 * `ProofGivenUp` (the proof used `sorry`) -> `fail`;
 * goals left after the last tactic, or the proof finished before it -> `fail`;
-* a tactic timeout (`TimeoutError` result, `DojoTacticTimeoutError`, `DojoHardTimeoutError`) -> `timeout`;
+* `DojoTacticTimeoutError` (the proof ran out of time) -> `timeout`;
 * `DojoCrashError` (Lean died, e.g. out of memory), `DojoInitError` -> `error`, and the Dojo is reopened
   for the next proof of the same theorem.
+
+Written for, and checked against, the API of lean-dojo 4.20.0 (the `lean` extra asks for >= 4.20;
+tests/test_leandojo_real.py checks every name and argument used here against the installed package).
+
+Time limits. LeanDojo has one limit, `Dojo(..., timeout=)`: how long it waits for each answer of
+its Lean process (pexpect's read timeout), opening the file included. Opening a file elaborates
+everything before the theorem (seconds to minutes with Mathlib), far longer than a proof may take,
+so the Dojo is opened with `startup_timeout` and, once open, each proof's remaining time is given
+to the running process (`dojo.proc.timeout`) before each tactic: `timeout` is per proof, as for
+the other backends.
 
 All candidate proofs of one theorem share one Dojo (each starts again from the initial state,
 which LeanDojo keeps), so the file is elaborated once per theorem, not once per proof.
@@ -35,8 +45,8 @@ When to choose it, and its limits (check them against the LeanDojo version you i
   checked), never `fail`;
 * it reports `sorry` but does not print the axioms of the finished proof: `native_decide`
   and other kernel bypasses are only stopped by the proof guard, which runs before every backend;
-* one Lean process per open Dojo, in this process's thread (LeanDojo uses SIGALRM for its hard
-  timeout), so `workers` is ignored: run several verify jobs to use more cores.
+* one Lean process per open Dojo, driven from this process, so `workers` is ignored: run several
+  verify jobs to use more cores.
 
 `lean_dojo` is imported only when the backend is created; without it, creating the backend
 raises `BackendUnavailableError` saying how to install it.
@@ -45,6 +55,7 @@ raises `BackendUnavailableError` saying how to install it.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -105,7 +116,7 @@ class LeanDojoBackend(Backend):
     name = "leandojo"
 
     def __init__(self, *, repo: str = "", commit: str = "", theorems: str = "",
-                 additional_imports: Sequence[str] = ()):
+                 additional_imports: Sequence[str] = (), startup_timeout: float = 600.0):
         self.dojo = import_lean_dojo()  # fails first, with the install hint
         if not repo or not commit:
             raise BackendUnavailableError(
@@ -117,6 +128,7 @@ class LeanDojoBackend(Backend):
                 f"at verifier.leandojo.theorems (CLI: -o theorems=PATH); got {theorems!r}")
         self.repo_url, self.commit = repo, commit
         self.additional_imports = list(additional_imports)
+        self.startup_timeout = float(startup_timeout)
         self.index = load_index(Path(theorems).expanduser())
         self._repo = None
 
@@ -156,10 +168,10 @@ class LeanDojoBackend(Backend):
             self._repo = self.dojo.LeanGitRepo(self.repo_url, self.commit)
         return self.dojo.Theorem(self._repo, entry["file_path"], entry["full_name"])
 
-    def _open(self, entry: dict, timeout: float):
-        kwargs = {"hard_timeout": timeout}
+    def _open(self, entry: dict):
+        kwargs = {"timeout": max(1, math.ceil(self.startup_timeout))}  # an int in LeanDojo's signature
         if self.additional_imports:
-            kwargs["additional_imports"] = self.additional_imports
+            kwargs["additional_imports"] = list(self.additional_imports)
         return self.dojo.Dojo(self._theorem(entry), **kwargs)
 
     def _check_theorem(self, entry: dict, items: list[Item], timeout: float) -> list[Result]:
@@ -169,8 +181,7 @@ class LeanDojoBackend(Backend):
         while pending:
             in_hand = True  # an exception now is charged to pending[0] (opening failed, say)
             try:
-                # LeanDojo's hard timeout covers the whole session, hence one per pending proof.
-                with self._open(entry, timeout * len(pending)) as (dojo, initial):
+                with self._open(entry) as (dojo, initial):
                     while pending:
                         in_hand = True
                         result = self.check_one(dojo, initial, pending[0], timeout)
@@ -190,6 +201,7 @@ class LeanDojoBackend(Backend):
         state = initial
         try:
             for k, tactic in enumerate(tactics):
+                _limit_next_answer(dojo, start + timeout - time.monotonic())
                 r = dojo.run_tac(state, tactic)
                 verdict = self._tactic_verdict(r, k, len(tactics))
                 if verdict is not None:
@@ -207,23 +219,23 @@ class LeanDojoBackend(Backend):
             return ("pass", "") if k == n - 1 else ("fail", f"{where}: no goals left for the remaining tactics")
         if isinstance(r, d.ProofGivenUp):
             return "fail", f"{where}: proof contains `sorry`"
-        timeout_result = getattr(d, "TimeoutError", None)
-        if timeout_result is not None and isinstance(r, timeout_result):
-            return "timeout", f"{where}: {r.error}"
-        error_types = tuple(t for t in (getattr(d, "LeanError", None), getattr(d, "TacticError", None)) if t)
-        if isinstance(r, error_types):
+        if isinstance(r, d.LeanError):
             return "fail", f"{where}: {r.error}"
         if isinstance(r, d.TacticState):
             return None
         return "error", f"{where}: unexpected LeanDojo result {type(r).__name__}"
 
     def _exception_verdict(self, e: Exception) -> tuple[str, str]:
-        d = self.dojo
-        timeouts = tuple(t for t in (getattr(d, "DojoTacticTimeoutError", None),
-                                     getattr(d, "DojoHardTimeoutError", None)) if t)
-        if timeouts and isinstance(e, timeouts):
+        if isinstance(e, self.dojo.DojoTacticTimeoutError):
             return "timeout", f"LeanDojo timed out: {type(e).__name__}: {e}"
         return "error", f"LeanDojo failed: {type(e).__name__}: {e}"
+
+
+def _limit_next_answer(dojo, seconds: float) -> None:
+    """Wait at most `seconds` for the Lean process's next answer (see "Time limits" above)."""
+    proc = getattr(dojo, "proc", None)  # LeanDojo's pexpect child; its `timeout` bounds each read
+    if proc is not None:
+        proc.timeout = max(0.05, seconds)
 
 
 def load_index(path: Path) -> dict[str, dict]:

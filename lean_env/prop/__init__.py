@@ -1,1 +1,2 @@
-"""The embedded benchmark: propositional theorems in core Lean 4, their checker and generators."""
+"""The `prop` checker: a sound stand-in for Lean 4 on a documented fragment of propositional proofs
+(docs/prop_fragment.md), and its backend.  The benchmark generator is `lean_env/propgen/`."""

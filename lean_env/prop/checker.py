@@ -23,9 +23,10 @@ import itertools
 from dataclasses import dataclass
 
 from lean_env.prop.formula import FALSE, TRUE, Formula, show
-from lean_env.prop.syntax import ProofError, Statement, parse, unsupported
+from lean_env.prop.lexer import ProofError, unsupported
+from lean_env.prop.syntax import TREE_TAGS, Statement, parse
 
-VERSION = "prop-1"
+VERSION = "prop-2"
 MAX_PROOF_CHARS = 8000
 MAX_STATEMENT_CHARS = 2000
 # Tactic runs plus goals created by case splits. Honest proofs of the benchmark use a few dozen;
@@ -924,23 +925,6 @@ def _match_fields(n: int, ps: list, tok) -> list:
     return out
 
 
-_HANDLERS = {
-    "intro": Engine.t_intro,
-    "intros": Engine.t_intros,
-    "exact": Engine.t_exact,
-    "apply": Engine.t_apply,
-    "refine": Engine.t_refine,
-    "constructor": Engine.t_constructor,
-    "left": Engine.t_left,
-    "right": Engine.t_right,
-    "exfalso": Engine.t_exfalso,
-    "assumption": Engine.t_assumption,
-    "contradiction": Engine.t_contradiction,
-    "trivial": Engine.t_trivial,
-    "show": Engine.t_show,
-    "have": Engine.t_have,
-    "focus": Engine.t_focus,
-    "all": Engine.t_all,
-    "cases": Engine.t_cases,
-    "rcases": Engine.t_rcases,
-}
+# One handler per tactic tree the parser builds (`syntax.TACTIC_PARSERS` is the one list of tactics);
+# a tree tag without its `Engine.t_<tag>` fails here, at import.
+_HANDLERS = {tag: getattr(Engine, f"t_{tag}") for tag in TREE_TAGS}

@@ -80,11 +80,6 @@ def _wrap(f: Formula, min_prec: int) -> str:
     return f"({s})" if prec(f) < min_prec else s
 
 
-def unfold_not(f: Formula) -> Formula:
-    """`¬a` is by definition `a → False`; Lean's defeq check and `intro` see through it."""
-    return ("imp", f[1], FALSE) if f[0] == "not" else f
-
-
 def variables(f: Formula, acc: list[str] | None = None) -> list[str]:
     """Variable names in order of first occurrence (left to right)."""
     if acc is None:

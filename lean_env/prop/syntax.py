@@ -1,4 +1,4 @@
-"""Lexer and parsers for the `prop` fragment of Lean 4 (see docs/prop_fragment.md).
+"""The parser of the `prop` fragment of Lean 4 (see docs/prop_fragment.md); tokens come from `lexer.py`.
 
 Everything here works on the full text Lean would check, `statement + " := " + proof`, so every
 position (1-based line, 0-based column, counted in code points like Lean) is a position in that
@@ -35,174 +35,14 @@ Trees are plain tuples whose second element is the token to blame in error messa
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
 from lean_env.prop import formula
 from lean_env.prop.formula import FALSE, TRUE, Formula
+from lean_env.prop.lexer import Origin, ProofError, Token, lex, unsupported
 
 MAX_DEPTH = 60  # nesting of terms, formulas, blocks and patterns, counted while parsing
-
-
-class ProofError(Exception):
-    """A proof Lean would reject, or one outside the fragment (`unsupported=True`)."""
-
-    def __init__(self, message: str, tok: "Token | None" = None, unsupported: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.line = tok.line if tok is not None else None
-        self.col = tok.col if tok is not None else None
-        self.unsupported = unsupported
-
-
-def unsupported(what: str, tok: "Token | None") -> ProofError:
-    return ProofError(f"unsupported construct: {what}", tok, unsupported=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# tokens
-
-
-class Token:
-    """kind: "id", "sym", "proj" (`.1`, `.left` written without a space before), "eof"."""
-
-    __slots__ = ("kind", "text", "line", "col", "nl", "ws")
-
-    def __init__(self, kind: str, text: str, line: int, col: int, nl: bool, ws: bool):
-        self.kind = kind
-        self.text = text
-        self.line = line
-        self.col = col
-        self.nl = nl  # first token on its line
-        self.ws = ws  # whitespace (or a line break) right before it
-
-    def __repr__(self) -> str:
-        return f"Token({self.kind}, {self.text!r}, {self.line}:{self.col})"
-
-
-# Every character outside printable ASCII, the newline and these symbols is refused before lexing:
-# look-alike letters (Cyrillic `р`), look-alike operators, zero-width spaces, tabs and `\r` included.
-_BAD_CHAR = re.compile(r"[^\n\x20-\x7e¬∧∨→↔⟨⟩·λ↦₀-₉]")
-
-_ID_REST = r"[A-Za-z0-9_'!?₀-₉]*"
-# One match per lexeme, with the whitespace before it in group 1; `m.lastgroup` names the lexeme.
-# Lean's identifiers may also contain `!` and `?` (that is how `exact?` and `simp!` are single
-# tokens); we lex them the same way and refuse them.
-_LEX = re.compile(
-    r"([ \n]*)(?:"
-    rf"(?P<id>[A-Za-z_]{_ID_REST}(?:\.[A-Za-z_]{_ID_REST})*)"
-    r"|(?P<sym>[()⟨⟩,¬∧∨→↔·λ↦])"
-    rf"|(?P<proj>\.(?:[0-9]+|[A-Za-z_]{_ID_REST}))"
-    r"|(?P<hole>\?_)"
-    r"|(?P<comment>--|/-)"
-    r"|(?P<op>[!#$%&*+\-./:;<=>?@\\^|~]+)"
-    r"|(?P<num>[0-9]+)"
-    r"|(?P<other>.)"
-    r"|(?P<end>\Z))"
-)
-# Runs of ASCII operator characters we accept, each exactly one Lean token. Any other run (`|>.`,
-# `<|`, `::`, `..`, `@[`, `#eval`, ...) is refused, which also protects us from Lean reading a
-# run as a longer token than we would.
-_OPS = {":=": ":=", "=>": "=>", "->": "→", "<;>": "<;>", ":": ":", ";": ";", "|": "|", ".": "."}
-
-
-class _Origin:
-    """Where a lexed segment starts in the full text: its first line keeps `col0` extra columns."""
-
-    __slots__ = ("line", "col0")
-
-    def __init__(self, line: int = 1, col0: int = 0):
-        self.line = line
-        self.col0 = col0
-
-    def position(self, text: str, offset: int) -> tuple[int, int]:
-        newlines = text.count("\n", 0, offset)
-        if newlines == 0:
-            return self.line, self.col0 + offset
-        return self.line + newlines, offset - (text.rfind("\n", 0, offset) + 1)
-
-
-def _lex_error(text: str, origin: _Origin, start: int, message: str) -> ProofError:
-    line, col = origin.position(text, start)
-    return ProofError(message, Token("sym", "", line, col, False, False), unsupported=True)
-
-
-def _describe_other(text: str, start: int, lexeme: str) -> str:
-    if lexeme == '"':
-        return "unsupported construct: string literal"
-    if lexeme == "'":
-        return "unsupported construct: character literal"
-    return f"unsupported construct: token {lexeme!r}"
-
-
-def _describe_op(text: str, start: int, run: str) -> str:
-    if run.startswith("#"):
-        m = re.match(r"#[A-Za-z_]*", text[start:])
-        return f"unsupported construct: {m.group() if m else '#'} command"
-    if text.startswith("@[", start):
-        return "unsupported construct: attribute @[...]"
-    if run.startswith("@"):
-        return "unsupported construct: @ (explicit arguments)"
-    return f"unsupported construct: operator {run!r}"
-
-
-def lex(text: str, origin: _Origin | None = None) -> list[Token]:
-    """Tokens of `text`, ending with an "eof" token. Raises ProofError on anything we refuse.
-
-    `origin` places `text` inside a larger text (positions and the first line's columns shift);
-    by default `text` starts at line 1, column 0.
-    """
-    origin = origin or _Origin()
-    bad = _BAD_CHAR.search(text)
-    if bad is not None:
-        ch = bad.group()
-        name = unicodedata.name(ch, "control character")
-        raise _lex_error(text, origin, bad.start(), f"unsupported character U+{ord(ch):04X} ({name})")
-    tokens: list[Token] = []
-    append = tokens.append
-    line = origin.line
-    line_start = -origin.col0  # columns are offsets from here, on the first line too
-    at_line_start = origin.col0 == 0  # a text that starts mid-line has no token at a line start
-    for m in _LEX.finditer(text):
-        ws_start, start = m.span(1)
-        kind = m.lastgroup
-        nl = at_line_start
-        at_line_start = False
-        ws = ws_start != start
-        if ws:
-            k = text.rfind("\n", ws_start, start)
-            if k >= 0:
-                line += text.count("\n", ws_start, start)
-                line_start = k + 1
-                nl = True
-        if kind == "end":
-            append(Token("eof", "", line, start - line_start, True, True))
-            break
-        lexeme = m.group(kind)
-        if kind == "id":
-            if "!" in lexeme or "?" in lexeme:
-                raise _lex_error(text, origin, start, f"unsupported construct: {lexeme}")
-        elif kind == "sym":
-            if lexeme == "↦":
-                lexeme = "=>"
-        elif kind == "proj":
-            pass
-        elif kind == "op":
-            op = _OPS.get(lexeme)
-            if op is None:
-                raise _lex_error(text, origin, start, _describe_op(text, start, lexeme))
-            kind, lexeme = "sym", op
-        elif kind == "hole":
-            kind = "sym"
-        elif kind == "comment":
-            raise _lex_error(text, origin, start, "unsupported construct: comment")
-        elif kind == "num":
-            raise _lex_error(text, origin, start, f"unsupported construct: number literal {lexeme}")
-        else:
-            raise _lex_error(text, origin, start, _describe_other(text, start, lexeme))
-        append(Token(kind, lexeme, line, start - line_start, nl, ws))
-    return tokens
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,12 +59,34 @@ KEYWORDS = frozenset("""
     mut try catch finally break continue nonrec
 """.split())
 
-# Tactics of the fragment. Lean does not reserve these words everywhere, but we never accept them
-# as binder names (conservative), and they end an application when they appear as arguments.
-TACTICS = frozenset("""
-    intro intros exact apply refine constructor left right cases rcases obtain assumption exfalso
-    contradiction trivial have show
-""".split())
+# The fragment's tactics: keyword -> the `Parser` method that reads it. The one list of tactic
+# names: `TACTICS` and the checker's dispatch (`checker.Engine.t_<tag>` for each of `TREE_TAGS`)
+# are derived from it, so a tactic cannot be parsed without being run, nor run without being parsed.
+TACTIC_PARSERS = {
+    "intro": "t_intro",
+    "intros": "t_intros",
+    "exact": "t_term",
+    "apply": "t_term",
+    "refine": "t_term",
+    "constructor": "t_simple",
+    "left": "t_simple",
+    "right": "t_simple",
+    "assumption": "t_simple",
+    "exfalso": "t_simple",
+    "contradiction": "t_simple",
+    "trivial": "t_simple",
+    "cases": "t_cases",
+    "rcases": "t_rcases",
+    "obtain": "t_obtain",
+    "have": "t_have",
+    "show": "t_show",
+}
+# Lean does not reserve these words everywhere, but we never accept them as binder names
+# (conservative), and they end an application when they appear as arguments.
+TACTICS = frozenset(TACTIC_PARSERS)
+# Tags of the tactic trees the parser builds: each tactic's keyword, except `obtain` (read as an
+# `rcases` tree), plus `focus` (`· tacs`) and `all` (`t <;> t'`).
+TREE_TAGS = (TACTICS - {"obtain"}) | {"focus", "all"}
 
 # Tactics and words we know and refuse, for clear messages (any other word at a tactic position
 # is refused as well).
@@ -236,13 +98,6 @@ KNOWN_UNSUPPORTED = frozenset("""
     all_goals any_goals focus iterate skip done stop fail change calc exact_mod_cast norm_cast
     suffices let nofun nomatch match absurd contrapose! infer_instance solve_by_elim tauto!
     library_search exact? apply? simp? hint itauto cc finish trivial' constructorm casesm
-""".split())
-
-# Constants the fragment knows (their root names are also refused as binder names, so a local
-# hypothesis can never shadow them).
-CONSTANT_NAMES = frozenset("""
-    And.intro And.left And.right Or.inl Or.inr Or.elim Iff.intro Iff.mp Iff.mpr False.elim absurd id
-    True.intro trivial Classical.byContradiction Classical.em
 """.split())
 
 RESERVED_NAMES = KEYWORDS | TACTICS | KNOWN_UNSUPPORTED | frozenset("""
@@ -311,6 +166,13 @@ class Statement:
 # formula operators: tag, precedence, minimum precedence of the left and of the right operand
 # (one table, in formula.py, so the parser and the printer cannot disagree)
 _BINOPS = {sym: (tag, p, lp, rp) for tag, (sym, p, lp, rp) in formula.BINARY.items()}
+# Lean's arrow is `unicodeSymbol " → " " -> "`: `->` is `→` wherever an arrow is (and we have arrows
+# only in propositions). The ASCII forms of the other connectives (`/\`, `\/`, `<->`) are refused by
+# the lexer.
+_BINOPS["->"] = _BINOPS["→"]
+# `fun`'s arrow: Lean's `basicFun` takes `unicodeSymbol " ↦" " =>"`; nothing else takes `↦`
+# (alternatives of `cases` and `match` take `=>` only).
+_FUN_ARROWS = frozenset({"=>", "↦"})
 _MAX_PREC = formula.MAX_PREC
 _FORMULA_OPS = frozenset(_BINOPS) | {"¬"}
 
@@ -553,11 +415,11 @@ class Parser:
             return self.t_focus(t)
         if t.kind != "id":
             raise ProofError(f"expected a tactic, found '{t.text or 'the end of the proof'}'", t)
-        handler = _TACTIC_PARSERS.get(t.text)
+        handler = TACTIC_PARSERS.get(t.text)
         if handler is None:
             raise unsupported(t.text, t)
         self.i += 1
-        return handler(self, t)
+        return getattr(self, handler)(t)
 
     def t_focus(self, tok: Token):
         self.i += 1
@@ -822,7 +684,7 @@ class Parser:
             t = self.peek()
             if t is None:
                 raise self.error_at_next("expected '=>' in fun")
-            if t.kind == "sym" and t.text == "=>":
+            if t.kind == "sym" and t.text in _FUN_ARROWS:
                 break
             if t.kind == "id":
                 if t.text in KEYWORDS or t.text in TACTICS:
@@ -986,27 +848,6 @@ def _check_rcases_names(pat) -> set:
     return names
 
 
-_TACTIC_PARSERS = {
-    "intro": Parser.t_intro,
-    "intros": Parser.t_intros,
-    "exact": Parser.t_term,
-    "apply": Parser.t_term,
-    "refine": Parser.t_term,
-    "constructor": Parser.t_simple,
-    "left": Parser.t_simple,
-    "right": Parser.t_simple,
-    "assumption": Parser.t_simple,
-    "exfalso": Parser.t_simple,
-    "contradiction": Parser.t_simple,
-    "trivial": Parser.t_simple,
-    "cases": Parser.t_cases,
-    "rcases": Parser.t_rcases,
-    "obtain": Parser.t_obtain,
-    "have": Parser.t_have,
-    "show": Parser.t_show,
-}
-
-
 @lru_cache(maxsize=4096)
 def parse_statement(statement: str) -> Statement:
     """The statement, parsed once per text: a workload checks many proofs of one theorem.
@@ -1024,6 +865,6 @@ def parse(statement: str, proof: str):
     """
     st = parse_statement(statement)
     last_line = statement.rfind("\n")
-    origin = _Origin(statement.count("\n") + 1, len(statement) - (last_line + 1))
+    origin = Origin(statement.count("\n") + 1, len(statement) - (last_line + 1))
     p = Parser(lex(" := " + proof, origin), frozenset(st.prop_vars))
     return st, p.proof()

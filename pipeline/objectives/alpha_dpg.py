@@ -1,67 +1,69 @@
-"""α-DPG: distribution matching to p(y|x) = a(y|x)·b(y|x)/Z(x) under the Amari α-divergence.
+"""α-DPG: distribution matching to p(y|x) = a(y|x)·b(y|x)/Z(x) under the Amari α-divergence
+(Kruszewski et al., "Whatever Remains Must Be True", arXiv 2512.05962), and the α-DPG authors' own
+estimator as the preset `alpha_dpg_paper` (naver/alpha-dpg, examples/lean/alpha-dpg.sh).
 
-Closed form (Amari; α-DPG paper, Kruszewski et al. 2025, "Whatever Remains Must Be True",
-arXiv 2512.05962, as written in shared/reference/objectives.md §"α-divergence" and §"Gradient";
-the paper's own equation numbers could not be checked with our tools, only its abstract):
-    D_α(p, π) = (1 − Σ_y p^(1−α) π^α) / (α(1−α)),   D_0 = KL(p‖π),  D_1 = KL(π‖p).
-Gradient:  ∇_θ D_α = −1/(1−α) · E_{y∼q}[ w(y) ∇ log π_θ(y) ],  w = p^(1−α) π_θ^α / q.
-
-SCALE CONVENTION. The loss here has expected gradient (1−α)·∇D_α (not ∇D_α), i.e. it is the
-gradient of the *scaled* divergence
-    F_α(p, π) = (1−α)·D_α = (1 − Σ_y p^(1−α) π^α) / α,
-which is finite on all of [0, 1]: F_0 = KL(p‖π) and F_1 = 1 − P_π(accepted) (its gradient is the
-binary-reward policy gradient, −∇P_π(b = 1)). This is the same scale as naver/alpha-dpg's
-pseudo-reward (p/π)^(1−α) − 1, "Amari's f' times (1−α)". `scaled_alpha_divergence` is F_α.
-At α = 1 the estimator is the exact limit: w = 1{accepted}·π_θ/q (see DISAGREEMENT below).
-
-Estimator (per prompt, k samples, stop-gradient on everything but log π_θ(y_i)):
-    log w_i = (1−α)(log a_i − log Z) + α log π_θ(y_i) − log q_i   if y_i is accepted; w_i = 0 otherwise
-    w̃_i     = normalised weight (alpha_dpg_norm), then min(w̃_i, clip_max)
-    A_i     = w̃_i − ρ_i·β_i,   ρ_i = π_θ(y_i)/q(y_i),  β_i = baseline of w̃ in the prompt
-    loss    = − mean_prompts mean_i A_i · ℓ_i,   ℓ_i = Σ_t log π_θ (or token mean if length_norm)
-Normalisations (all sequence log-probs are masked token SUMS inside the weights):
-- z_estimate: w̃ = w with log Z from `z_source`. With the true Z, E[∇loss] = (1−α)∇D_α exactly,
-  on- or off-policy, with baseline none or leave_one_out: multiplying the baseline by ρ makes any
-  β_i independent of y_i a zero-mean control variate, since E_q[ρ∇log π] = Σ_y ∇π = 0.
-- self_normalised: w̃_i = w_i / mean_{j∈prompt} w_j, Z cancels. A ratio estimator: as k → ∞ the
-  per-prompt gradient → −E_q[w∇log π]/E_q[w] = (1−α)∇D_α / S_α with S_α = Σ p^(1−α)π^α
-  (S_0 = 1; S_1 = P_π(accepted), so α = 1 gives −∇log P_π(accepted)); the bias is O(1/k).
-- batch: w̃_i = w_i / mean_{batch} w (log Z from `z_source`); prompts compete for weight.
-The `mean` baseline includes y_i itself (O(1/k) bias); `leave_one_out` excludes it.
-α = 0 with q = a (offline base samples): w ∝ b, so self_normalised + baseline none is SFT on the
-accepted base samples: with alpha_dpg_prompt_mean="solved" it equals rsft(rsft_norm="prompt").
-
-Paper preset (naver/alpha-dpg, verl `core_algos.compute_fcdpg_advantage` + `fcdpg` policy loss +
-`ray_trainer.compute_partition_function`; examples/lean/alpha-dpg.sh):
-    Ẑ = min(1, mean_{i∈prompt} a_i b_i / π_old,i)   (reset every step; z_source=group_is)
-      — with z_source=auto and batch.log_z given, the cached value is used instead, like their
-        code's precomputed "partition_function" path (no cap then)
-    R_i = (p_i/π_old,i)^(1−α) − 1  on accepted, −1 on rejected,  R_i ← min(R_i, 10)
-    A_i = R_i − mean_{j≠i} R_j,    loss = mean_i(−A_i Σ_t log π_θ) / 1024
-Their code computes R = −f'(t), t = π_old/p, f'(t) = 1 − t^(α−1) = −expm1((α−1) log t); with
-α = 0 this is f'(t) = 1 − 1/t (their special case, numerically the same formula here).
-DISAGREEMENT (reported): their α = 1 special case f'(t) = log t − 1 is the reverse-KL generator,
-the α → 1 limit of the *unscaled* Amari f', not of the (1−α)-scaled f' they use for α < 1, whose
-limit is f' = 0 on accepted and 1 on rejected proofs; with a 0/1 verifier log t = +∞ on rejected
-proofs, so their α = 1 gives pseudo-reward −∞ there (−∞ or NaN advantages after the baseline). We use the exact limit of
-the scaled family at α = 1 in both modes (R = b − 1, i.e. leave-one-out RL on the verdict).
-Also unlike their code, the paper preset here averages over the whole batch instead of per
-micro-batch, and has no moving-average Z across steps (reset_z = true in their example anyway).
+The mathematics (the divergence, the (1−α) scale convention, the estimator, its normalisations and
+baselines, the bias of the self-normalised one, the paper preset and where it departs from the
+authors' code at α = 1) is derived in docs/objectives.md, sections "α-DPG" and "The paper preset".
+In short, per prompt with k samples from q and stop-gradient on everything but log π_θ:
+    log w_i = (1−α)(log a_i − log Z) + α log π_θ(y_i) − log q_i  on accepted y_i, w_i = 0 otherwise
+    A_i     = w̃_i − ρ_i·β_i,   ρ_i = π_θ(y_i)/q(y_i),   s_i = −A_i ℓ_i   (summed and scaled by `Aggregation`)
+and the paper preset uses R_i = (p_i/π_old,i)^(1−α) − 1 (−1 on rejected), clipped at 10, minus its
+leave-one-out mean, with Ẑ re-estimated per prompt on every batch.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
 
+from pipeline.objectives.base import Aggregation, ObjectiveBatch, register_objective
 from pipeline.objectives.common import (accepted_mask, baseline, common_diagnostics, group_count, group_index,
-                                        group_logsumexp, group_sum, prompt_mean, seq_logp, weight_diagnostics)
+                                        group_logsumexp, group_sum, seq_logp, weight_diagnostics)
 
-if TYPE_CHECKING:
-    from pipeline.objectives import ObjectiveBatch, ObjectiveConfig
+NORMS = ("self_normalised", "z_estimate", "batch")
+BASELINES = ("none", "mean", "leave_one_out")
+Z_SOURCES = ("auto", "log_z", "group_is")
+
+
+@dataclass
+class AlphaDPGOptions:
+    """`train.alpha_dpg.*` (docs/objectives.md, "α-DPG")."""
+    alpha: float = 0.25  # α in [0, 1]: 0 forward KL(p‖π) (mass-covering), 1 the binary-RL limit
+    norm: str = "self_normalised"  # self_normalised: w / mean_prompt(w) (Z cancels) | z_estimate: w with log Z from z_source | batch: w / mean_batch(w)
+    baseline: str = "leave_one_out"  # none | mean | leave_one_out, of the normalised weights in the prompt, times ρ = π_θ/q
+    clip_max: Optional[float] = None  # clip the normalised weights from above (None: no clipping)
+    z_source: str = "auto"  # z_estimate and batch: auto (batch.log_z where finite, else the in-batch estimate) | log_z | group_is
+
+    def check(self) -> None:
+        _check_alpha(self.alpha, "alpha")
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("baseline", self.baseline, BASELINES)
+        _check_choice("z_source", self.z_source, Z_SOURCES)
+        if self.clip_max is not None and self.clip_max <= 0:
+            raise ValueError(f"clip_max={self.clip_max} must be > 0 (or null)")
+
+
+@dataclass
+class AlphaDPGPaperOptions:
+    """`train.alpha_dpg_paper.*` (docs/objectives.md, "The paper preset")."""
+    alpha: float = 0.25  # the authors' Lean example
+    pseudo_reward_clip: Optional[float] = 10.0  # their algorithm.fcdpg.pseudo_reward_clip
+    z_default: float = 1e-4  # their algorithm.fcdpg.z_default: Ẑ of a prompt with no accepted sample
+
+    def check(self) -> None:
+        _check_alpha(self.alpha, "alpha")
+        if self.z_default <= 0:
+            raise ValueError(f"z_default={self.z_default} must be > 0")
+
+
+def _check_choice(name: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {' | '.join(choices)}")
 
 
 # ---- closed forms on categorical distributions (tests, diagnostics)
@@ -98,9 +100,9 @@ def scaled_alpha_divergence(p: Tensor, pi: Tensor, alpha: float, dim: int = -1) 
     return (1 - _amari_sum(p, pi, alpha, dim)) / alpha
 
 
-def _check_alpha(alpha: float) -> None:
+def _check_alpha(alpha: float, name: str = "alpha") -> None:
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise ValueError(f"{name}={alpha} is outside [0, 1]")
 
 
 # ---- weights
@@ -113,10 +115,10 @@ def group_is_log_z(seq_ref: Tensor, seq_old: Tensor, accepted: Tensor, inv: Tens
 
 
 @torch.no_grad()
-def resolve_log_z(batch: "ObjectiveBatch", source: str, seq_ref: Tensor, seq_old: Tensor, accepted: Tensor,
+def resolve_log_z(batch: ObjectiveBatch, source: str, seq_ref: Tensor, seq_old: Tensor, accepted: Tensor,
                   inv: Tensor, n_groups: int, cap_estimate_at_one: bool = False) -> tuple[Tensor, float]:
     """Per-sample log Z [N] (float64) and the fraction of prompts that fell back to the in-batch
-    estimate. `source`: auto | log_z | group_is (see ObjectiveConfig.z_source)."""
+    estimate. `source`: auto | log_z | group_is (see AlphaDPGOptions.z_source)."""
     est = group_is_log_z(seq_ref, seq_old, accepted, inv, n_groups)
     if cap_estimate_at_one:
         est = est.clamp(max=0.0)
@@ -162,93 +164,98 @@ def normalise_weights(log_w: Tensor, inv: Tensor, n_groups: int, mode: str) -> T
         lse = torch.logsumexp(log_w[pos], 0)
         shifted = torch.where(pos, log_w - lse + math.log(log_w.numel()), torch.zeros_like(log_w))
         return torch.where(pos, torch.exp(shifted), torch.zeros_like(log_w))
-    raise ValueError(f"unknown alpha_dpg_norm {mode!r}: expected self_normalised | z_estimate | batch")
+    raise ValueError(f"unknown weight normalisation {mode!r}: expected self_normalised | z_estimate | batch")
 
 
-def _sequence_scores(batch: "ObjectiveBatch") -> tuple[Tensor, Tensor, Tensor]:
+def _sequence_scores(batch: ObjectiveBatch) -> tuple[Tensor, Tensor, Tensor]:
     """Sequence log-prob sums in float64, all detached: (log π_θ, log q, log a)."""
     f = lambda x: seq_logp(x.detach().to(torch.float64), batch.mask)  # noqa: E731
     return f(batch.policy_logp), f(batch.old_logp), f(batch.ref_logp)
 
 
 @torch.no_grad()
-def alpha_dpg_advantages(batch: "ObjectiveBatch", cfg: "ObjectiveConfig", inv: Tensor, n_groups: int
+def alpha_dpg_advantages(batch: ObjectiveBatch, opt: AlphaDPGOptions, inv: Tensor, n_groups: int
                          ) -> tuple[Tensor, dict]:
     """Per-sample coefficients A_i [N] (float64) multiplying −ℓ_i in the α-DPG loss, and diagnostics."""
-    alpha, norm = float(cfg.alpha), cfg.alpha_dpg_norm
+    alpha = float(opt.alpha)
     pol, old, ref = _sequence_scores(batch)
     acc = accepted_mask(batch.reward)
     diag: dict = {}
-    if norm == "self_normalised":
+    if opt.norm == "self_normalised":
         log_z = torch.zeros_like(ref)  # cancels in w / mean_g(w)
     else:
-        log_z, fb = resolve_log_z(batch, cfg.z_source, ref, old, acc, inv, n_groups)
+        log_z, fb = resolve_log_z(batch, opt.z_source, ref, old, acc, inv, n_groups)
         diag["z_fallback_frac"] = fb
         diag["log_z_mean"] = float(log_z[acc].mean()) if bool(acc.any()) else 0.0
-    w = normalise_weights(log_importance_weights(pol, old, ref, acc, log_z, alpha), inv, n_groups, norm)
-    if cfg.alpha_dpg_clip_max is not None:
-        diag["frac_clipped"] = float((w > cfg.alpha_dpg_clip_max).to(torch.float64).mean())
-        w = w.clamp(max=float(cfg.alpha_dpg_clip_max))
+    w = normalise_weights(log_importance_weights(pol, old, ref, acc, log_z, alpha), inv, n_groups, opt.norm)
+    if opt.clip_max is not None:
+        diag["frac_clipped"] = float((w > opt.clip_max).to(torch.float64).mean())
+        w = w.clamp(max=float(opt.clip_max))
     rho = torch.exp(pol - old)
-    adv = w - rho * baseline(w, inv, n_groups, cfg.alpha_dpg_baseline)
+    adv = w - rho * baseline(w, inv, n_groups, opt.baseline)
     diag.update(weight_diagnostics(w, acc, inv, n_groups))
     diag["ratio_mean"] = float(rho.mean()) if rho.numel() else 0.0
     return adv, diag
 
 
-@torch.no_grad()
-def paper_pseudo_rewards(batch: "ObjectiveBatch", cfg: "ObjectiveConfig", inv: Tensor, n_groups: int
-                         ) -> tuple[Tensor, dict]:
-    """naver/alpha-dpg pseudo-rewards R_i = (p_i/π_old,i)^(1−α) − 1 (−1 on rejected), clipped from above."""
-    alpha = float(cfg.alpha)
-    _check_alpha(alpha)
-    _, old, ref = _sequence_scores(batch)
-    acc = accepted_mask(batch.reward)
-    log_z, fb = resolve_log_z(batch, cfg.z_source, ref, old, acc, inv, n_groups, cap_estimate_at_one=True)
-    log_t = torch.where(acc, old - (ref - log_z), torch.zeros_like(old))  # t = π_old / p on accepted
-    r = torch.where(acc, torch.expm1(-(1 - alpha) * log_t), torch.full_like(old, -1.0))
-    diag = {"z_fallback_frac": fb, "pseudo_reward_mean": float(r.mean()) if r.numel() else 0.0}
-    if cfg.alpha_dpg_paper_clip is not None:
-        diag["frac_clipped"] = float((r > cfg.alpha_dpg_paper_clip).to(torch.float64).mean())
-        r = r.clamp(max=float(cfg.alpha_dpg_paper_clip))
-    return r, diag
-
-
-def alpha_dpg_loss(batch: "ObjectiveBatch", cfg: "ObjectiveConfig", preset: str | None = None
-                   ) -> tuple[Tensor, dict[str, float]]:
-    """α-DPG surrogate loss (module docstring); `preset` overrides cfg.alpha_dpg_preset."""
-    preset = preset or cfg.alpha_dpg_preset
+@register_objective("alpha_dpg", options=AlphaDPGOptions, title="α-DPG", axis="alpha", axis_symbol="α")
+def alpha_dpg_loss(batch: ObjectiveBatch, opt: AlphaDPGOptions, agg: Aggregation) -> tuple[Tensor, dict[str, float]]:
+    """α-DPG surrogate: Σ_i −A_i ℓ_i on the run's loss scale (module docstring)."""
     inv, n_groups = group_index(batch.group)
-    diag = common_diagnostics(batch, inv, n_groups)
-    diag["alpha"] = float(cfg.alpha)
-    if preset == "paper":
-        r, d = paper_pseudo_rewards(batch, cfg, inv, n_groups)
-        adv = r - baseline(r, inv, n_groups, "leave_one_out")
-        ell = seq_logp(batch.policy_logp, batch.mask)
-        loss = -(adv.to(ell.dtype) * ell).mean() / cfg.loss_norm_tokens
-        w = torch.where(accepted_mask(batch.reward), r + 1, torch.zeros_like(r))  # (p/π_old)^(1−α)
-        diag.update(d)
-        diag.update(weight_diagnostics(w, accepted_mask(batch.reward), inv, n_groups))
-    elif preset in ("none", "", None):
-        adv, d = alpha_dpg_advantages(batch, cfg, inv, n_groups)
-        ell = seq_logp(batch.policy_logp, batch.mask, cfg.length_norm)
-        keep = _prompt_selection(batch, inv, n_groups, cfg.alpha_dpg_prompt_mean)
-        loss = -prompt_mean(adv.to(ell.dtype) * ell, inv, n_groups, keep)
-        diag.update(d)
-    else:
-        raise ValueError(f"unknown alpha_dpg_preset {preset!r}: expected none | paper")
+    adv, diag = alpha_dpg_advantages(batch, opt, inv, n_groups)
+    ell = agg.seq(batch.policy_logp, batch.mask)
+    loss = agg.reduce(-adv.to(ell.dtype) * ell, batch.mask)
+    diag.update(common_diagnostics(batch, inv, n_groups))
+    diag["alpha"] = float(opt.alpha)
     diag["advantage_abs_mean"] = float(adv.abs().mean()) if adv.numel() else 0.0
     return loss, diag
 
 
-def alpha_dpg_paper_loss(batch: "ObjectiveBatch", cfg: "ObjectiveConfig") -> tuple[Tensor, dict[str, float]]:
-    """The paper preset regardless of cfg.alpha_dpg_preset (registered as 'alpha_dpg_paper')."""
-    return alpha_dpg_loss(batch, cfg, preset="paper")
+@torch.no_grad()
+def paper_log_z(batch: ObjectiveBatch, opt: AlphaDPGPaperOptions, inv: Tensor, n_groups: int) -> Tensor:
+    """[N] log Ẑ of each sample's prompt as the authors compute it on every batch (their
+    `compute_partition_function` with reset_z): Ẑ = min(1, mean_{i∈prompt} a_i b_i / π_old,i), and
+    z_default where that is 0 (no accepted sample)."""
+    _, old, ref = _sequence_scores(batch)
+    est = group_is_log_z(ref, old, accepted_mask(batch.reward), inv, n_groups).clamp(max=0.0)
+    est = torch.where(torch.isneginf(est), torch.full_like(est, math.log(opt.z_default)), est)
+    return est[inv]
 
 
-def _prompt_selection(batch: "ObjectiveBatch", inv: Tensor, n_groups: int, kind: str) -> Tensor | None:
-    if kind == "all":
-        return None
-    if kind == "solved":
-        return group_sum(accepted_mask(batch.reward).to(torch.float64), inv, n_groups) > 0
-    raise ValueError(f"unknown alpha_dpg_prompt_mean {kind!r}: expected all | solved")
+@torch.no_grad()
+def paper_pseudo_rewards(batch: ObjectiveBatch, opt: AlphaDPGPaperOptions, inv: Tensor, n_groups: int
+                         ) -> tuple[Tensor, dict]:
+    """naver/alpha-dpg pseudo-rewards R_i = (p_i/π_old,i)^(1−α) − 1 (−1 on rejected), clipped from above."""
+    alpha = float(opt.alpha)
+    _check_alpha(alpha, "alpha")
+    _, old, ref = _sequence_scores(batch)
+    acc = accepted_mask(batch.reward)
+    log_z = paper_log_z(batch, opt, inv, n_groups)
+    log_t = torch.where(acc, old - (ref - log_z), torch.zeros_like(old))  # t = π_old / p on accepted
+    r = torch.where(acc, torch.expm1(-(1 - alpha) * log_t), torch.full_like(old, -1.0))
+    diag = {"pseudo_reward_mean": float(r.mean()) if r.numel() else 0.0,
+            "log_z_mean": float(log_z[acc].mean()) if bool(acc.any()) else 0.0}
+    if opt.pseudo_reward_clip is not None:
+        diag["frac_clipped"] = float((r > opt.pseudo_reward_clip).to(torch.float64).mean())
+        r = r.clamp(max=float(opt.pseudo_reward_clip))
+    return r, diag
+
+
+@register_objective("alpha_dpg_paper", options=AlphaDPGPaperOptions, title="α-DPG (paper estimator)",
+                    axis="alpha", axis_symbol="α", modes=("online",), fresh_rollouts_per_step=True)
+def alpha_dpg_paper_loss(batch: ObjectiveBatch, opt: AlphaDPGPaperOptions, agg: Aggregation
+                         ) -> tuple[Tensor, dict[str, float]]:
+    """The authors' update: Σ_i −(R_i − mean_{j≠i} R_j) ℓ_i on the run's loss scale (their
+    seq-mean-token-sum-norm is the default scale). One optimiser step per batch of rollouts
+    (fresh_rollouts_per_step), so π_old is the policy being updated, as in their script."""
+    inv, n_groups = group_index(batch.group)
+    r, diag = paper_pseudo_rewards(batch, opt, inv, n_groups)
+    adv = r - baseline(r, inv, n_groups, "leave_one_out")
+    ell = agg.seq(batch.policy_logp, batch.mask)
+    loss = agg.reduce(-adv.to(ell.dtype) * ell, batch.mask)
+    acc = accepted_mask(batch.reward)
+    diag.update(common_diagnostics(batch, inv, n_groups))
+    diag.update(weight_diagnostics(torch.where(acc, r + 1, torch.zeros_like(r)), acc, inv, n_groups))
+    diag["alpha"] = float(opt.alpha)
+    diag["advantage_abs_mean"] = float(adv.abs().mean()) if adv.numel() else 0.0
+    return loss, diag

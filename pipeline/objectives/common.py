@@ -1,5 +1,5 @@
 """Shared tensor helpers for the objectives: sequence log-probs, per-prompt (group) reductions,
-token aggregation, KL estimators and the diagnostics every objective reports.
+KL estimators and the diagnostics every objective reports (the loss scale is `base.Aggregation`).
 
 Conventions used everywhere in `pipeline.objectives`:
 - A sequence log-prob is the masked token sum; `length_norm=True` gives the masked token mean.
@@ -86,50 +86,18 @@ def baseline(x: Tensor, inv: Tensor, n_groups: int, kind: str) -> Tensor:
     raise ValueError(f"unknown baseline {kind!r}: expected none | mean | leave_one_out")
 
 
-def prompt_mean(x: Tensor, inv: Tensor, n_groups: int, keep: Tensor | None = None) -> Tensor:
-    """Mean over prompts of the mean over each prompt's samples; `keep` [G] bool restricts the prompts.
-    Returns a graph-connected 0 when no prompt is kept."""
-    per_group = group_mean(x, inv, n_groups)
-    if keep is None:
-        return per_group.mean()
-    if not bool(keep.any()):
-        return x.sum() * 0.0
-    return per_group[keep].mean()
-
-
-# ---- token aggregation (for the token-level, PPO-style losses)
-
-AGG_MODES = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
-
-
-def aggregate(loss_tok: Tensor, mask: Tensor, mode: str, norm_tokens: int = 1024) -> Tensor:
-    """[N, T] per-token loss -> scalar.
-    token_mean: Σ l·m / Σ m over the batch (DAPO).  seq_mean_token_mean: mean_i (Σ_t l·m / |y_i|)
-    (GRPO, DeepSeekMath Eq. 3).  seq_mean_token_sum: mean_i Σ_t l·m.  seq_mean_token_sum_norm:
-    mean_i Σ_t l·m / norm_tokens (Dr. GRPO's constant; naver/alpha-dpg's fcdpg loss with 1024).
-    Note: verl's own 'seq-mean-token-sum-norm' divides the *sum* over sequences by the padded
-    length instead; ours divides the mean, as the alpha-dpg fork's fcdpg loss does."""
-    if loss_tok.shape[0] == 0:
-        return loss_tok.sum() * 0.0
-    lm = masked(loss_tok, mask)
-    if mode == "token_mean":
-        return lm.sum() / mask.sum().clamp(min=1)
-    if mode == "seq_mean_token_mean":
-        return (lm.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-    if mode == "seq_mean_token_sum":
-        return lm.sum(-1).mean()
-    if mode == "seq_mean_token_sum_norm":
-        return lm.sum(-1).mean() / norm_tokens
-    raise ValueError(f"unknown aggregation {mode!r}: expected one of {AGG_MODES}")
-
-
 # ---- KL estimators (Schulman, "Approximating KL divergence", 2020)
 
-def k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
+def k3(logp: Tensor, ref_logp: Tensor, clamp: float | None = None) -> Tensor:
     """Per-token k3 = r − log r − 1 with r = π_ref/π_θ: ≥ 0, = 0 iff π_θ = π_ref on that token,
-    unbiased for KL(π_θ‖π_ref) on samples of π_θ. Computed as expm1(d) − d, d = log r."""
+    unbiased for KL(π_θ‖π_ref) on samples of π_θ. Computed as expm1(d) − d, d = log r.
+    `clamp`: verl's "low_var_kl" (used by the α-DPG authors' RL baseline) clamps log r to ±20 and
+    the k3 value to at most `clamp` (10 there)."""
     d = ref_logp - logp
-    return torch.expm1(d) - d
+    if clamp is None:
+        return torch.expm1(d) - d
+    d = d.clamp(-20.0, 20.0)
+    return (torch.expm1(d) - d).clamp(max=float(clamp))
 
 
 # ---- diagnostics

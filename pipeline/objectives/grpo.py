@@ -1,57 +1,105 @@
 """GRPO and the reward/advantage modifications built on it: DS-GRPO, Rewarding the Unlikely, MARA.
 
-GRPO (DeepSeekMath, Shao et al. 2024, Eq. 3 and the outcome-supervision advantage of §4.1.2):
+GRPO (DeepSeekMath, Shao et al. 2024, Eq. 3–4, outcome supervision §4.1.2):
     Â_i = (r_i − mean_g r) / (std_g r + eps)          (all tokens of y_i share Â_i)
-    L   = −agg_{i,t}[ min(ρ_{i,t} Â_i, clip(ρ_{i,t}, 1−ε, 1+ε_high) Â_i) − β·k3_{i,t} ]
-    ρ_{i,t} = π_θ/π_old per token,  k3 = π_ref/π_θ − log(π_ref/π_θ) − 1 (Eq. 4).
-Conventions: std is the POPULATION std (divide by N) unless grpo_std_unbiased (N−1, which verl
-and the authors' releases use via torch.std); grpo_scale_by_std=False is Dr. GRPO's centring only.
-A group whose rewards are all equal (all correct, all wrong, or a single sample) gets Â = 0
-exactly (also with eps = 0).
-Aggregation defaults to seq_mean_token_mean (1/G Σ_i 1/|o_i| Σ_t, Eq. 3); the sequence mean is
-over the whole batch (equal to the per-question mean when groups have equal size). The log-ratio
-is clamped to [−20, 20] before exp, as in verl, so an extreme ratio cannot overflow. The KL is
-added per token inside the aggregation, as in Eq. 3.
+    per token  l_{i,t} = −min(ρ_{i,t} Â_i, clip(ρ_{i,t}, 1−ε, 1+ε_high) Â_i) + β·k3_{i,t}
+    ρ_{i,t} = π_θ/π_old,  k3 = π_ref/π_θ − log(π_ref/π_θ) − 1,
+summed per sequence and scaled by the run's `Aggregation` (the same for every objective; GRPO's own
+seq_mean_token_mean is one of its modes). Conventions: population std unless std_unbiased (N−1, as
+torch.std, verl and the authors' releases); scale_by_std=False is Dr. GRPO's centring only; a group
+whose rewards are all equal gets Â = 0 exactly; the log-ratio is clamped to [−20, 20] before exp.
+Log-probs are read at the sampler's temperature (policy_temperature="sampler"): π_old is the
+distribution sampled from, and the ratio must compare like with like.
 
-DS-GRPO (Gai et al., arXiv 2511.19942, Eq. 6 as given in shared/reference/objectives.md; our
-search tools returned only the abstract, so the equation is taken from the note): after GRPO
-normalisation, A_i ← A_i − γ_p log π_old(y_i) on correct samples and A_i + γ_n log π_old(y_i) on
-incorrect ones; log π_old is the sequence sum (token mean if ds_length_norm). Worked example:
-r = [1,1,0,0], log π_old = [−10,−20,−10,−20], γ = 0.01 → [1.1, 1.2, −1.1, −1.2].
-Defaults γ_p = γ_n = 0.01 are our choice (the paper's values were not found). The modification is
-applied to every sample, so an all-wrong group still gets A_i = γ_n log π_old(y_i) ≠ 0: DS-GRPO
-has a (sharpening) signal on unsolved prompts that GRPO does not.
-
-Rewarding the Unlikely (He, Fried, Welleck, arXiv 2506.02355; the unlikeliness reward as given in
-the reference note, equation number not verified): r_i ← r_i·(1 − β_rank(G − rank_i)/G)
-with rank 0 the most likely sample of the group under π_old, then GRPO. We rank all G samples of
-the group (ties by sample order) by the sequence-sum log π_old by default. The authors' release
-(AndreHe02/rewarding-unlikely-release, ray_lean_trainer._compute_advantages) ranks by the token-mean
-log-prob, uses 1 − β(G − 1 − rank)/G (β/G less penalty on every sample) and torch.std (N−1):
-unlikely_formula='code', unlikely_rank_by='token_mean', grpo_std_unbiased=True reproduce it.
-Paper settings: β_rank = 0.25, G = 32, KL 0.10, two PPO epochs.
-
-MARA (GX-Chen et al., arXiv 2510.20817; the augmentation as given in the reference note): for samples with r ≥ τ, r ← r(z) + β(log π_ref(z) − log π_ref(y))
-with z the sample of the group with r ≥ τ and the largest log π_ref (sequence sum), so that
-π_ref(y)·exp(r/β) is the same for every such sample: the KL-regularised optimum is uniform over
-them. The KL coefficient is set to mara_beta (theory: the β of the reward must be the KL weight);
-this is exact for the sequence-level KL-regularised objective and approximate with GRPO's k3 loss
-and std normalisation (set grpo_scale_by_std=False to keep the reward scale).
+DS-GRPO (Gai et al., arXiv 2511.19942, Eq. 6): A_i − γ_p log π_old(y_i) on correct samples,
+A_i + γ_n log π_old(y_i) on incorrect ones, after GRPO normalisation. Rewarding the Unlikely (He,
+Fried, Welleck, arXiv 2506.02355): r_i·(1 − β_rank(G − rank_i)/G), rank 0 the most likely correct
+sample, then GRPO (formula="code", rank_by="token_mean", std_unbiased=True: the authors' release).
+MARA (GX-Chen et al., arXiv 2510.20817): r ≥ τ → r(z) + β(log π_ref(z) − log π_ref(y)), KL weight β,
+no std scaling (scaling would break the uniform-target property). Derivations, the worked examples
+and where we depart from the papers: docs/objectives.md, "GRPO and its variants".
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from pipeline.objectives.common import (aggregate, common_diagnostics, group_count, group_index, group_max,
-                                        group_mean, k3, masked, seq_logp)
+from pipeline.objectives.base import Aggregation, ObjectiveBatch, register_objective
+from pipeline.objectives.common import (common_diagnostics, group_count, group_index, group_max, group_mean, k3,
+                                        masked, seq_logp)
 
-if TYPE_CHECKING:
-    from pipeline.objectives import ObjectiveBatch, ObjectiveConfig
+
+# ---- options
+
+@dataclass
+class ClippedPGOptions:
+    """Group advantages and the clipped-ratio surrogate, shared by the GRPO family and DPH-RL's RL term."""
+    scale_by_std: bool = True  # divide the centred reward by the group std (False: Dr. GRPO)
+    std_unbiased: bool = False  # False: population std (divide by N); True: sample std (N−1, torch/verl)
+    eps: float = 1e-6  # added to the std before dividing
+    clip_eps: float = 0.2  # PPO clip ε (ratio clipped to [1−ε, 1+ε_high])
+    clip_eps_high: Optional[float] = None  # upper clip ε (None: clip_eps)
+
+    def check(self) -> None:
+        if self.clip_eps <= 0 or (self.clip_eps_high is not None and self.clip_eps_high <= 0):
+            raise ValueError(f"clip_eps={self.clip_eps} and clip_eps_high={self.clip_eps_high} must be > 0")
+        if self.eps < 0:
+            raise ValueError(f"eps={self.eps} must be >= 0")
+
+
+@dataclass
+class GRPOOptions(ClippedPGOptions):
+    """`train.grpo.*`."""
+    kl_coef: float = 0.04  # β of the k3 KL(π_θ‖π_ref) penalty (DeepSeekMath: 0.04); 0: no KL term
+    kl_clamp: Optional[float] = None  # clamp k3 per token at this value (verl's low_var_kl: 10); None: no clamp
+
+    def check(self) -> None:
+        super().check()
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef={self.kl_coef} must be >= 0")
+
+
+@dataclass
+class DSGRPOOptions(GRPOOptions):
+    """`train.ds_grpo.*`."""
+    gamma_p: float = 0.01  # A_i −= γ_p·log π_old(y_i) on correct samples; 0 recovers GRPO (value: our choice)
+    gamma_n: float = 0.01  # A_i += γ_n·log π_old(y_i) on incorrect samples; 0 recovers GRPO
+    length_norm: bool = False  # use the token-mean log π_old instead of the sequence sum
+
+
+@dataclass
+class UnlikelinessOptions(GRPOOptions):
+    """`train.unlikeliness.*`."""
+    kl_coef: float = 0.10  # the paper's KL weight
+    beta_rank: float = 0.25  # β_rank; 0 recovers GRPO
+    rank_by: str = "seq_sum"  # rank by the sequence sum (seq_sum) or token mean (token_mean, the authors' code) of log π_old
+    formula: str = "paper"  # paper: r·(1 − β(G − rank)/G); code: r·(1 − β(G − 1 − rank)/G) as in the authors' release
+
+    def check(self) -> None:
+        super().check()
+        if self.rank_by not in ("seq_sum", "token_mean"):
+            raise ValueError(f"rank_by={self.rank_by!r}: expected seq_sum | token_mean")
+        if self.formula not in ("paper", "code"):
+            raise ValueError(f"formula={self.formula!r}: expected paper | code")
+
+
+@dataclass
+class MARAOptions(ClippedPGOptions):
+    """`train.mara.*`. No std scaling: dividing by the group std would rescale r/β and break the
+    uniform-target property that MARA's augmentation exists for (docs/objectives.md, "MARA")."""
+    scale_by_std: bool = False
+    beta: float = 0.1  # β of the augmentation R(z) + β(log π_ref(z) − log π_ref(y)), also the KL weight
+    tau: float = 1.0  # reward threshold τ of the samples that are augmented
+
+    def check(self) -> None:
+        super().check()
+        if self.beta < 0:
+            raise ValueError(f"beta={self.beta} must be >= 0")
 
 
 # ---- advantages
@@ -121,6 +169,7 @@ def mara_rewards(reward: Tensor, group: Tensor, seq_ref: Tensor, beta: float, ta
     return torch.where(high, r_z[inv] + beta * (best[inv] - ref), r)
 
 
+
 # ---- the clipped policy loss shared by the GRPO family
 
 def clipped_token_loss(policy_logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, eps_low: float,
@@ -133,15 +182,19 @@ def clipped_token_loss(policy_logp: Tensor, old_logp: Tensor, adv: Tensor, mask:
     return torch.maximum(unclipped, clipped), clipped > unclipped, ratio
 
 
-def policy_loss(policy_logp: Tensor, old_logp: Tensor, ref_logp: Tensor, mask: Tensor, adv: Tensor,
-                cfg: "ObjectiveConfig", kl_coef: float) -> tuple[Tensor, dict]:
-    """GRPO Eq. 3: aggregated clipped surrogate plus kl_coef·k3 per token."""
-    eps_high = cfg.grpo_clip_eps if cfg.grpo_clip_eps_high is None else cfg.grpo_clip_eps_high
-    loss_tok, is_clipped, ratio = clipped_token_loss(policy_logp, old_logp, adv, mask, cfg.grpo_clip_eps, eps_high)
-    kl_tok = k3(policy_logp, ref_logp)
+
+def policy_loss(batch: ObjectiveBatch, rows: Tensor | None, adv: Tensor, opt: ClippedPGOptions, kl_coef: float,
+                agg: Aggregation, kl_clamp: float | None = None) -> tuple[Tensor, dict]:
+    """GRPO Eq. 3 on `rows` of the batch (all when None): the clipped surrogate plus kl_coef·k3 per
+    token, on the run's loss scale."""
+    sel = (lambda x: x) if rows is None else (lambda x: x[rows])  # noqa: E731
+    pol, old, ref, mask = sel(batch.policy_logp), sel(batch.old_logp), sel(batch.ref_logp), sel(batch.mask)
+    eps_high = opt.clip_eps if opt.clip_eps_high is None else opt.clip_eps_high
+    loss_tok, is_clipped, ratio = clipped_token_loss(pol, old, adv, mask, opt.clip_eps, eps_high)
+    kl_tok = k3(pol, ref, kl_clamp)
     if kl_coef:
         loss_tok = loss_tok + kl_coef * kl_tok
-    loss = aggregate(loss_tok, mask, cfg.grpo_loss_agg, cfg.loss_norm_tokens)
+    loss = agg.tokens(loss_tok, mask)
     m = mask > 0
     n_tok = max(int(m.sum()), 1)
     diag = {
@@ -156,13 +209,14 @@ def policy_loss(policy_logp: Tensor, old_logp: Tensor, ref_logp: Tensor, mask: T
     return loss, diag
 
 
-def _advantages(batch: "ObjectiveBatch", cfg: "ObjectiveConfig", reward: Tensor | None = None) -> Tensor:
-    return grpo_advantages(batch.reward if reward is None else reward, batch.group, cfg.grpo_scale_by_std,
-                           cfg.grpo_std_unbiased, cfg.grpo_eps)
+def _advantages(batch: ObjectiveBatch, opt: ClippedPGOptions, reward: Tensor | None = None) -> Tensor:
+    return grpo_advantages(batch.reward if reward is None else reward, batch.group, opt.scale_by_std,
+                           opt.std_unbiased, opt.eps)
 
 
-def _finish(batch: "ObjectiveBatch", cfg: "ObjectiveConfig", adv: Tensor, kl_coef: float, extra: dict | None = None):
-    loss, diag = policy_loss(batch.policy_logp, batch.old_logp, batch.ref_logp, batch.mask, adv, cfg, kl_coef)
+def _finish(batch: ObjectiveBatch, opt: ClippedPGOptions, adv: Tensor, kl_coef: float, agg: Aggregation,
+            kl_clamp: float | None = None, extra: dict | None = None):
+    loss, diag = policy_loss(batch, None, adv, opt, kl_coef, agg, kl_clamp)
     inv, n_groups = group_index(batch.group)
     diag.update(common_diagnostics(batch, inv, n_groups))
     diag.update(extra or {})
@@ -171,36 +225,42 @@ def _finish(batch: "ObjectiveBatch", cfg: "ObjectiveConfig", adv: Tensor, kl_coe
 
 # ---- registered objectives
 
-def grpo_loss(batch: "ObjectiveBatch", cfg: "ObjectiveConfig") -> tuple[Tensor, dict[str, float]]:
-    """GRPO with the k3 KL penalty at cfg.grpo_kl_coef (0 disables it)."""
-    return _finish(batch, cfg, _advantages(batch, cfg), float(cfg.grpo_kl_coef))
+def _grpo_title(o: GRPOOptions) -> str:
+    name = "GRPO" if o.scale_by_std else "Dr. GRPO"
+    return f"{name} no KL" if o.kl_coef == 0 else f"{name} (β={o.kl_coef:g})"
 
 
-def grpo_no_kl_loss(batch: "ObjectiveBatch", cfg: "ObjectiveConfig") -> tuple[Tensor, dict[str, float]]:
-    """GRPO without the KL term, whatever cfg.grpo_kl_coef says."""
-    return _finish(batch, cfg, _advantages(batch, cfg), 0.0)
+_RL = dict(modes=("online",), policy_temperature="sampler")
 
 
-def ds_grpo_loss(batch: "ObjectiveBatch", cfg: "ObjectiveConfig") -> tuple[Tensor, dict[str, float]]:
+@register_objective("grpo", options=GRPOOptions, title=_grpo_title, **_RL)
+def grpo_loss(batch: ObjectiveBatch, opt: GRPOOptions, agg: Aggregation) -> tuple[Tensor, dict[str, float]]:
+    """GRPO with the k3 KL penalty at kl_coef (0: none)."""
+    return _finish(batch, opt, _advantages(batch, opt), float(opt.kl_coef), agg, opt.kl_clamp)
+
+
+@register_objective("ds_grpo", options=DSGRPOOptions, title="DS-GRPO", **_RL)
+def ds_grpo_loss(batch: ObjectiveBatch, opt: DSGRPOOptions, agg: Aggregation) -> tuple[Tensor, dict[str, float]]:
     """DS-GRPO: GRPO advantages with differential smoothing (γ_p on correct, γ_n on incorrect)."""
-    seq_old = seq_logp(batch.old_logp.to(torch.float64), batch.mask, cfg.ds_length_norm)
-    adv = ds_advantages(_advantages(batch, cfg), batch.reward, seq_old, cfg.ds_gamma_p, cfg.ds_gamma_n)
-    return _finish(batch, cfg, adv, float(cfg.grpo_kl_coef))
+    seq_old = seq_logp(batch.old_logp.to(torch.float64), batch.mask, opt.length_norm)
+    adv = ds_advantages(_advantages(batch, opt), batch.reward, seq_old, opt.gamma_p, opt.gamma_n)
+    return _finish(batch, opt, adv, float(opt.kl_coef), agg, opt.kl_clamp)
 
 
-def unlikeliness_loss(batch: "ObjectiveBatch", cfg: "ObjectiveConfig") -> tuple[Tensor, dict[str, float]]:
+@register_objective("unlikeliness", options=UnlikelinessOptions, title="Unlikeliness", **_RL)
+def unlikeliness_loss(batch: ObjectiveBatch, opt: UnlikelinessOptions, agg: Aggregation
+                      ) -> tuple[Tensor, dict[str, float]]:
     """GRPO on the unlikeliness reward (rank penalty on likely correct samples)."""
-    if cfg.unlikely_rank_by not in ("seq_sum", "token_mean"):
-        raise ValueError(f"unknown unlikely_rank_by {cfg.unlikely_rank_by!r}: expected seq_sum | token_mean")
-    score = seq_logp(batch.old_logp.to(torch.float64), batch.mask, cfg.unlikely_rank_by == "token_mean")
-    r = unlikeliness_rewards(batch.reward, batch.group, score, cfg.unlikely_beta_rank, cfg.unlikely_formula)
-    return _finish(batch, cfg, _advantages(batch, cfg, r), float(cfg.grpo_kl_coef),
+    score = seq_logp(batch.old_logp.to(torch.float64), batch.mask, opt.rank_by == "token_mean")
+    r = unlikeliness_rewards(batch.reward, batch.group, score, opt.beta_rank, opt.formula)
+    return _finish(batch, opt, _advantages(batch, opt, r), float(opt.kl_coef), agg, opt.kl_clamp,
                    {"shaped_reward_mean": float(r.mean()) if r.numel() else 0.0})
 
 
-def mara_loss(batch: "ObjectiveBatch", cfg: "ObjectiveConfig") -> tuple[Tensor, dict[str, float]]:
-    """GRPO on MARA-augmented rewards with KL coefficient mara_beta."""
+@register_objective("mara", options=MARAOptions, title="MARA", **_RL)
+def mara_loss(batch: ObjectiveBatch, opt: MARAOptions, agg: Aggregation) -> tuple[Tensor, dict[str, float]]:
+    """GRPO on MARA-augmented rewards with KL coefficient β."""
     seq_ref = seq_logp(batch.ref_logp.to(torch.float64), batch.mask)
-    r = mara_rewards(batch.reward, batch.group, seq_ref, cfg.mara_beta, cfg.mara_tau)
-    return _finish(batch, cfg, _advantages(batch, cfg, r), float(cfg.mara_beta),
+    r = mara_rewards(batch.reward, batch.group, seq_ref, opt.beta, opt.tau)
+    return _finish(batch, opt, _advantages(batch, opt, r), float(opt.beta), agg, None,
                    {"shaped_reward_mean": float(r.mean()) if r.numel() else 0.0})

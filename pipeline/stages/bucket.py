@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pandas as pd
+from omegaconf import OmegaConf
 
 from pipeline.context import Context
-from pipeline.reporting.metrics import BUCKETS, bucket, transition_matrix
+from pipeline.reporting.metrics import BUCKETS, DEFAULT_RULE, BucketRule, bucket, transition_matrix
 from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 
 VERSION = 1
 
 
 def bucket_runs(ctx: Context, base_eval: Artifact, trained_eval: Artifact) -> Artifact:
-    art = ctx.store.artifact("bucket", {}, inputs={"base": base_eval, "trained": trained_eval}, version=VERSION)
-    if art.done:
-        ctx.announce("bucket", art, reused=True)
-        return art
-    with ctx.store.lock(art):
+    rule = BucketRule.of(OmegaConf.select(ctx.cfg, "eval.buckets"))  # None (no eval section): the default
+
+    def make(art: Artifact) -> dict:
         table = compare(read_parquet(base_eval.file("per_theorem.parquet")),
-                        read_parquet(trained_eval.file("per_theorem.parquet")))
+                        read_parquet(trained_eval.file("per_theorem.parquet")), rule)
         matrix = transition_matrix(table["base_bucket"].tolist(), table["bucket"].tolist())
         result = {
             "buckets": list(BUCKETS),
+            "rule": asdict(rule),
             "transitions": matrix.tolist(),
             "base_counts": {b: int((table.base_bucket == b).sum()) for b in BUCKETS},
             "trained_counts": {b: int((table.bucket == b).sum()) for b in BUCKETS},
@@ -33,26 +35,26 @@ def bucket_runs(ctx: Context, base_eval: Artifact, trained_eval: Artifact) -> Ar
         write_json(art.work / "transitions.json", result)
         ctx.log.log({"lost": len(result["lost"]), "gained": len(result["gained"]),
                      "hard_to_unsolvable": int(matrix[2, 3])}, stage="bucket")
-        ctx.store.commit(art, {"lost": len(result["lost"]), "gained": len(result["gained"])})
-    ctx.announce("bucket", art, reused=False)
-    return art
+        return {"lost": len(result["lost"]), "gained": len(result["gained"])}
+
+    # the default rule keeps the key the stage always had
+    key = {} if rule == DEFAULT_RULE else {"rule": asdict(rule)}
+    return ctx.build("bucket", key, make, inputs={"base": base_eval, "trained": trained_eval}, version=VERSION)
 
 
-def compare(base: pd.DataFrame, trained: pd.DataFrame) -> pd.DataFrame:
+def compare(base: pd.DataFrame, trained: pd.DataFrame, rule: BucketRule = DEFAULT_RULE) -> pd.DataFrame:
     """One row per theorem with base and trained counts and buckets; theorems must match."""
     b = base[["theorem_id", "n", "c"]].rename(columns={"n": "base_n", "c": "base_c"})
     t = trained[["theorem_id", "n", "c"]]
     if set(b.theorem_id) != set(t.theorem_id):
         raise ValueError("bucket: base and trained evaluations cover different theorems")
     table = b.merge(t, on="theorem_id", validate="one_to_one")
-    table["base_bucket"] = [bucket(int(n), int(c)) for n, c in zip(table.base_n, table.base_c)]
-    table["bucket"] = [bucket(int(n), int(c)) for n, c in zip(table.n, table.c)]
+    table["base_bucket"] = [bucket(int(n), int(c), rule) for n, c in zip(table.base_n, table.base_c)]
+    table["bucket"] = [bucket(int(n), int(c), rule) for n, c in zip(table.n, table.c)]
     return table
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline.stages import evaluate
-
-    trained = ctx.stage("evaluate", evaluate.run)
-    base = ctx.stage("evaluate_base", evaluate.run_base)
+    trained = ctx.stage("evaluate")
+    base = ctx.stage("evaluate_base")
     return bucket_runs(ctx, base, trained)

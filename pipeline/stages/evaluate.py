@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from pipeline.config import power_sampling
+from pipeline.config import eval_ks, power_sampling
 from pipeline.context import Context
 from pipeline.data import load_theorems
 from pipeline.reporting.metrics import pass_at_k
@@ -36,12 +36,9 @@ def evaluate_model(ctx: Context, model: Artifact, label: str, power: bool = Fals
         batch_size=cfg.sampler.batch_size, prompts_per_shard=cfg.sampler.prompts_per_shard, label=f"sample[{label}]",
         power=power_settings(cfg.sampler) if power else None)
     verdicts = verify_samples(ctx, samples, label=f"verify[{label}]")
-    ks = sorted({int(k) for k in ecfg.ks})
-    art = ctx.store.artifact("evaluate", {"ks": ks}, inputs={"verdicts": verdicts}, version=VERSION)
-    if art.done:
-        ctx.announce(f"evaluate[{label}]", art, reused=True, detail=_headline(art))
-        return art
-    with ctx.store.lock(art):
+    ks = eval_ks(ecfg)
+
+    def make(art: Artifact) -> dict:
         counts = read_parquet(verdicts.file("per_theorem.parquet"))
         table = pass_at_k_table(counts, ks)
         summary = {f"pass@{k}": float(table[f"pass@{k}"].mean()) for k in ks}
@@ -53,10 +50,11 @@ def evaluate_model(ctx: Context, model: Artifact, label: str, power: bool = Fals
         write_parquet(art.work / "per_theorem.parquet", table)
         write_json(art.work / "summary.json", summary)
         ctx.log.log(summary, stage=f"evaluate[{label}]")
-        ctx.store.commit(art, {"label": label, "model": str(model), "summary": summary,
-                               "verdicts_path": str(verdicts.file("verdicts.parquet"))})
-    ctx.announce(f"evaluate[{label}]", art, reused=False, detail=_headline(art))
-    return art
+        return {"label": label, "model": str(model), "summary": summary,
+                "verdicts_path": str(verdicts.file("verdicts.parquet"))}
+
+    return ctx.build("evaluate", {"ks": ks}, make, inputs={"verdicts": verdicts}, version=VERSION,
+                     label=f"evaluate[{label}]", detail=_headline)
 
 
 def pass_at_k_table(counts: pd.DataFrame, ks: list[int]) -> pd.DataFrame:
@@ -78,13 +76,9 @@ def _headline(art: Artifact) -> str:
 
 
 def run_base(ctx: Context) -> Artifact:
-    from pipeline.stages import pretrain
-
-    return evaluate_model(ctx, ctx.stage("pretrain", pretrain.run), "base")
+    return evaluate_model(ctx, ctx.stage("pretrain"), "base")
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline.stages import train
-
-    ctx.stage("evaluate_base", run_base)
-    return evaluate_model(ctx, ctx.stage("train", train.run), "trained", power=power_sampling(ctx.cfg))
+    ctx.stage("evaluate_base")
+    return evaluate_model(ctx, ctx.stage("train"), "trained", power=power_sampling(ctx.cfg))

@@ -43,7 +43,7 @@ from pipeline.faults import maybe_die
 from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 
 VERSION = 2  # 2: one log-softmax for both losses (pretrain_loss): the same loss, other float rounding
-EXTERNAL_VERSION = 1  # an external model's artifact only records its path
+EXTERNAL_VERSION = 1  # an external model's artifact only records its path (and a local folder's content)
 ARCH_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "max_length")
 
 
@@ -59,35 +59,65 @@ def run(ctx: Context) -> Artifact:
                     "train_limit": cfg.dataset.train_limit, "prompt_template": cfg.dataset.prompt_template,
                     "proof_prefix": cfg.dataset.proof_prefix},
     }
-    art = ctx.store.artifact("pretrain", key_cfg, version=VERSION)
-    if art.done:
-        ctx.announce("pretrain", art, reused=True)
-        return art
-    with ctx.store.lock(art):
-        if not art.done:
-            meta = Pretrainer(ctx, art).fit()
-            ctx.store.commit(art, {"model_name": cfg.model.name, **meta})
-            ctx.announce("pretrain", art, reused=False,
-                         detail=f"{meta['steps']} steps, loss {meta['final_loss']:.3f}, {meta['seconds']:.0f}s")
-            return art
-    ctx.announce("pretrain", art, reused=True)
-    return art
+
+    def make(art: Artifact) -> dict:
+        return {"model_name": cfg.model.name, **Pretrainer(ctx, art).fit()}
+
+    def detail(art: Artifact) -> str:
+        meta = art.meta
+        return f"{meta['steps']} steps, loss {meta['final_loss']:.3f}, {meta['seconds']:.0f}s"
+
+    return ctx.build("pretrain", key_cfg, make, version=VERSION, detail=detail)
 
 
 def _external(ctx: Context) -> Artifact:
-    path = ctx.cfg.model.path
-    local = Path(path).expanduser()
-    target = str(local.resolve()) if local.exists() else path  # a local folder, else a hub name
-    art = ctx.store.artifact("pretrain", {"external": target}, version=EXTERNAL_VERSION)
-    if not art.done:
-        with ctx.store.lock(art):
-            if not art.done:
-                art.work.mkdir(parents=True, exist_ok=True)
-                ctx.store.commit(art, {"external_path": target, "model_name": ctx.cfg.model.name})
-                ctx.announce("pretrain", art, reused=False, detail=f"external model {target}")
-                return art
-    ctx.announce("pretrain", art, reused=True, detail=f"external model {target}")
-    return art
+    """A hub name or local folder: the artifact only records where the model is, once checked. A
+    local folder's key holds its files' content hash, so a model replaced in place (a new shipped
+    model, say) is a new key and nothing computed from the old one is reused."""
+    target = check_model_path(ctx.cfg.model.path)
+    key = {"external": target}
+    if Path(target).is_dir():
+        key["content"] = folder_hash(Path(target))
+
+    def make(art: Artifact) -> dict:
+        return {"external_path": target, "model_name": ctx.cfg.model.name}
+
+    return ctx.build("pretrain", key, make, version=EXTERNAL_VERSION, detail=lambda art: f"external model {target}")
+
+
+def folder_hash(folder: Path) -> str:
+    """sha256 over the names and bytes of a model folder's files (a few MB for the embedded model)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(folder)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def check_model_path(path: str) -> str:
+    """The model folder (resolved) or hub name of `model.path`, after checking that a model is there:
+    a local folder must hold a config.json; anything else is asked of the hub (or its local cache),
+    so a typo fails here with what is missing instead of in a transformers traceback later.
+    `pkg://PACKAGE/path` names a folder shipped inside an installed package (the embedded model)."""
+    local = resolve_path(path) if path.startswith("pkg://") else Path(path).expanduser()
+    if local.exists():
+        if not (local / "config.json").exists():
+            raise FileNotFoundError(f"model.path={path!r}: the folder {local.resolve()} holds no config.json "
+                                    "(a model saved with save_pretrained is expected)")
+        return str(local.resolve())
+    if path.startswith(("/", "./", "../", "~", "pkg://")) or path.count("/") > 1:
+        raise FileNotFoundError(f"model.path={path!r}: no such folder")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
+        raise FileNotFoundError(
+            f"model.path={path!r} is neither a local folder nor a hub model that could be reached "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Set model.path to a folder "
+            "holding a saved model, or to a hub name; without network, download it first "
+            "(`huggingface-cli download NAME`) so it is in the local cache.") from None
+    return path
 
 
 def _file_key(path: str) -> str:
@@ -105,15 +135,14 @@ def step_seed(seed: int, *parts: int) -> int:
 
 def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
     """Rows (theorem_id, source, statement, prompt, completion), one per proof, and statistics."""
-    from lean_env.prop import proofs as proofs_mod
-    from lean_env.prop import theorems as thm
+    from lean_env import propgen
 
     pc, ds = cfg.pretrain, cfg.dataset
     started = time.time()
     evals = load_theorems(ds.eval_path)  # all of it: no eval theorem may leak, whatever eval_limit says
-    eval_keys = {thm.canonical_key(s) for s in evals["statement"]}
+    eval_keys = {propgen.canonical_key(s) for s in evals["statement"]}
     train = load_theorems(ds.train_path, ds.train_limit)
-    train_keys = [thm.canonical_key(s) for s in train["statement"]]
+    train_keys = [propgen.canonical_key(s) for s in train["statement"]]
     keep = [k not in eval_keys for k in train_keys]
     dropped_train = int(len(keep) - sum(keep))
     train = train[keep]
@@ -122,7 +151,7 @@ def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
         extra = load_theorems(pc.extra_path, int(pc.extra_theorems))
         if len(extra) < pc.extra_theorems:
             raise ValueError(f"pretrain.extra_theorems={pc.extra_theorems} but {pc.extra_path} holds {len(extra)} theorems")
-        leaked = [i for i, st in zip(extra["id"], extra["statement"]) if thm.canonical_key(st) in eval_keys]
+        leaked = [i for i, st in zip(extra["id"], extra["statement"]) if propgen.canonical_key(st) in eval_keys]
         if leaked:
             raise ValueError(f"{pc.extra_path}: {len(leaked)} theorems are eval theorems up to renaming "
                              f"(first: {leaked[0]}); regenerate it with scripts/make_prop_splits.py")
@@ -133,7 +162,7 @@ def build_corpus(cfg) -> tuple[pd.DataFrame, dict]:
     out = []
     no_proof = 0
     for r in rows:
-        ps = proofs_mod.sample_proofs(r["statement"], int(pc.proofs_per_theorem), rng,
+        ps = propgen.sample_proofs(r["statement"], int(pc.proofs_per_theorem), rng,
                                       max_chars=pc.max_proof_chars or None)
         if not ps:
             no_proof += 1
@@ -215,7 +244,7 @@ def pretrain_loss(model, ids, mask, labels, prompt_labels, prompt_loss_weight: f
     this batch is one process's share of it (data-parallel pretraining); default: this batch's."""
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     logp = torch.log_softmax(logits.float().view(-1, logits.shape[-1]), -1)
-    end = torch.full((len(ids), 1), -100, dtype=labels.dtype)
+    end = torch.full((len(ids), 1), -100, dtype=labels.dtype, device=labels.device)
 
     def mean_nll(target, count):  # position j predicts token j + 1
         target = torch.cat([target[:, 1:], end], 1).view(-1)
@@ -253,13 +282,14 @@ def training_data(cfg, tokenizer, corpus: pd.DataFrame):
     return [prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], lengths[idx], idx
 
 
-def build_training(cfg, tokenizer, total: int):
-    """A fresh model (seeded: the same on every process), its AdamW and its lr schedule."""
+def build_training(cfg, tokenizer, total: int, device="cpu"):
+    """A fresh model on `device` (seeded and initialised on the CPU: the same weights on every
+    process and device), its AdamW and its lr schedule."""
     from pipeline.model import new_model
 
     pc = cfg.pretrain
     torch.manual_seed(step_seed(pc.seed, 4))
-    model = new_model(cfg.model, tokenizer)
+    model = new_model(cfg.model, tokenizer).to(device)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -279,7 +309,8 @@ def train_step(model, optimizer, scheduler, rows, prompt_ids, completion_ids, pa
     Returns (completion loss of the whole batch, gradient norm)."""
     counts = (sum(len(completion_ids[i]) for i in rows), sum(len(prompt_ids[i]) - 1 for i in rows))
     mine = rows[rank::world]
-    ids, mask, labels, prompt_labels = collate(prompt_ids, completion_ids, mine, pad)
+    device = next(model.parameters()).device
+    ids, mask, labels, prompt_labels = (t.to(device) for t in collate(prompt_ids, completion_ids, mine, pad))
     loss, objective, _ = pretrain_loss(model, ids, mask, labels, prompt_labels, prompt_loss_weight, counts)
     optimizer.zero_grad(set_to_none=True)
     objective.backward()
@@ -336,7 +367,7 @@ def _init_group(init_file: str, rank: int, world: int) -> None:
 def _load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
     if not path.exists():
         return 0
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=False, map_location="cpu")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -354,7 +385,7 @@ class Pretrainer:
     def fit(self) -> dict:
         from transformers import AutoTokenizer
 
-        from pipeline.model import set_progress, train_tokenizer
+        from pipeline.model import resolve_device, set_progress, train_tokenizer
 
         cfg, pc = self.cfg, self.pc
         set_progress(bool(cfg.progress))
@@ -386,13 +417,14 @@ class Pretrainer:
         self.ctx.log.log({k: v for k, v in stats.items() if isinstance(v, (int, float))}, stage="pretrain")
 
         total = int(pc.steps)
-        model, optimizer, scheduler = build_training(cfg, tokenizer, total)
+        device = resolve_device(cfg.model.device)  # model.device: auto takes the GPU when there is one
+        model, optimizer, scheduler = build_training(cfg, tokenizer, total, device)
         step = self._resume(model, optimizer, scheduler)
         batches = Batches(lengths, int(pc.batch_size), step_seed(pc.seed, 5))
         pad = tokenizer.pad_token_id
         world = int(pc.get("processes", 1))
         threads_before = torch.get_num_threads()
-        helpers = self._start_helpers(world)
+        helpers = self._start_helpers(world, device)
         window_loss, window_tokens, window_all, window_t = 0.0, 0, 0, time.time()
         train_started, trained_tokens = time.time(), 0
         loss_value = float("nan")
@@ -442,7 +474,7 @@ class Pretrainer:
                 "tokens_per_s": stats["tokens_per_s"], "parameters": stats["parameters"],
                 "examples": stats["examples_used"], "theorems": stats["theorems"]}
 
-    def _start_helpers(self, world: int) -> list:
+    def _start_helpers(self, world: int, device) -> list:
         """Processes 1..world-1 of data-parallel pretraining (pretrain.processes), each with
         pretrain.num_threads torch threads (1 when unset), and this one's process group."""
         if world <= 1:
@@ -452,6 +484,9 @@ class Pretrainer:
         if torch.distributed.is_initialized():
             raise RuntimeError("pretrain.processes > 1 starts its own process group; this process already has one "
                                "(run the pretrain stage on its own, without torchrun)")
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"pretrain.processes={world} is data-parallel over CPU processes (gloo); the model is "
+                             f"on {device}: use pretrain.processes=1 there")
         if int(self.pc.batch_size) < world:
             raise ValueError(f"pretrain.batch_size={self.pc.batch_size} < pretrain.processes={world}")
         threads = int(self.pc.num_threads) or 1
@@ -496,7 +531,7 @@ class Pretrainer:
         path = self.work / "checkpoint.pt"
         if not path.exists():
             return 0
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=False, map_location="cpu")  # resumable on another device
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -72,20 +72,15 @@ def generate_samples(ctx: Context, model_art: Artifact, theorems: pd.DataFrame, 
         key_cfg["method"] = str(cfg.sampler.get("method", "auto"))
     if power is not None:  # plain samples keep the key they always had
         key_cfg["power"] = dict(power)
-    art = ctx.store.artifact("sample", key_cfg, inputs={"model": model_art}, version=VERSION)
-    if art.done:
-        ctx.announce(label, art, reused=True, detail=_detail(art.meta))
-        return art
-    with ctx.store.lock(art):
-        if art.done:
-            ctx.announce(label, art, reused=True, detail=_detail(art.meta))
-            return art
+
+    def make(art: Artifact) -> dict:
         meta = _build(ctx, art, model_art, theorems, n=n, temperature=temperature, top_p=top_p,
                       max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
                       prompts_per_shard=prompts_per_shard, label=label, power=power)
-        ctx.store.commit(art, {**meta, "label": label, "model": str(model_art), **key_cfg})
-    ctx.announce(label, art, reused=False, detail=_detail(art.meta))
-    return art
+        return {**meta, "label": label, "model": str(model_art), **key_cfg}
+
+    return ctx.build("sample", key_cfg, make, inputs={"model": model_art}, version=VERSION, label=label,
+                     detail=lambda art: _detail(art.meta))
 
 
 def _build(ctx, art, model_art, theorems, *, n, temperature, top_p, max_new_tokens, seed, batch_size,
@@ -288,9 +283,7 @@ def _detail(meta: dict) -> str:
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline.stages import pretrain
-
-    base = ctx.stage("pretrain", pretrain.run)
+    base = ctx.stage("pretrain")
     cfg, scfg = ctx.cfg, ctx.cfg.sampler
     theorems = load_theorems(cfg.dataset.train_path, cfg.dataset.train_limit)
     return generate_samples(

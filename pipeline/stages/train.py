@@ -3,16 +3,24 @@
 Each round: pick prompts → get k proofs per prompt (offline: the base model's verified samples from
 the `sample`/`verify` stages; online: fresh samples from the current policy, verified now) → score
 them under the proposal and the frozen base model → a few optimiser steps on the chosen objective.
-Offline training is the same loop with one round.
+Offline training is the same loop with one round. What the loop must know about the objective it
+asks the registry (pipeline/objectives): whether each round also needs the base model's samples
+(DPH-RL: they are extra rows, never budget), whether each step needs fresh rollouts (the paper
+preset: a round is then drawn in parts of one step each), and at which temperature to score.
 
-Resumption: the round's scored data is saved before any step is taken, and a checkpoint (model,
-optimiser, step counters, RNG) every `checkpoint_every_steps`; batch order is a pure function of
-(seed, round, epoch), so a run killed at any point and restarted ends with the same weights as an
-uninterrupted one (same seed, CPU).
+Budget: `batch_size` policy samples per step; `train_samples` counts the policy's samples (the
+base model's, offline). Every objective is on the run's one loss scale (`train.loss_agg`); the
+artifact's meta reports it with the mean gradient norm and the fraction of steps the clip bit.
+
+Resumption: each round's (part's) scored data is saved before any step is taken, and a checkpoint
+(model, optimiser, step counters, RNG) every `checkpoint_every_steps`; batch order is a pure
+function of (seed, round, part, epoch), so a run killed at any point and restarted ends with the
+same weights as an uninterrupted one (same seed, CPU).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -22,75 +30,91 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import distributed
-from pipeline.config import NO_TRAINING, plain_sampler, to_container
+from pipeline import distributed, objectives
+from pipeline.config import NO_TRAINING, method_label, plain_sampler, sweep_axis, to_container
 from pipeline.context import Context
 from pipeline.data import load_theorems
 from pipeline.prompts import build_prompts, proofs_for
 from pipeline.faults import maybe_die
 from pipeline.model import completion_logprobs, encode_prompts, load, model_dir, resolve_device
-from pipeline.objectives import ObjectiveBatch, compute_loss
+from pipeline.objectives import ObjectiveBatch
 from pipeline.store import Artifact, read_parquet, write_parquet
 
 # 2: steps without gradient signal are skipped (train.skip_empty_steps)
-# 3: scoring and steps share each prompt's forward pass and run in length buckets (completion_logprobs):
+# 3: per-objective config sections, one loss scale, budget on policy samples, warm-up, exact micro-batching
+# 4: scoring and steps share each prompt's forward pass and run in length buckets (completion_logprobs):
 #    the same numbers up to float rounding
-VERSION = 3
+VERSION = 4
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline.stages import pretrain, verify
-
-    base = ctx.stage("pretrain", pretrain.run)
+    base = ctx.stage("pretrain")
     if ctx.cfg.train.objective == NO_TRAINING:  # an inference-time method: the policy is the base model
         ctx.announce("train", base, reused=True, detail="train.objective=none: no training, the base model")
         return base
-    base_samples = ctx.stage("verify", verify.run)
+    base_samples = ctx.stage("verify")
     cfg = ctx.cfg
-    key_cfg = {"train": to_container(cfg.train), "dataset": [cfg.dataset.train_path, cfg.dataset.train_limit,
+    key_cfg = {"train": train_key(cfg.train), "dataset": [cfg.dataset.train_path, cfg.dataset.train_limit,
                cfg.dataset.prompt_template, cfg.dataset.proof_prefix, cfg.dataset.header,
                cfg.model.prompt_style], "verifier": cfg.verifier.backend}
-    if cfg.train.mode == "online":
+    if cfg.train.mode == "online" or objectives.get_objective(cfg.train.objective).policy_temperature == "sampler":
         key_cfg["sampler"] = {k: cfg.sampler[k] for k in ("samples_per_prompt", "temperature", "top_p", "max_new_tokens")}
-        if plain_sampler(cfg.sampler) == "hf":
+        if plain_sampler(cfg.sampler) == "hf":  # the decode path decides which tokens a seed draws
             key_cfg["sampler"]["method"] = cfg.sampler.get("method", "auto")
-    art = ctx.store.artifact("train", key_cfg, inputs={"base": base, "base_samples": base_samples}, version=VERSION)
-    if art.done:
-        ctx.announce("train", art, reused=True)
-        return art
-    if cfg.train.strategy == "fsdp":
-        return _run_distributed(ctx, art, base, base_samples)
-    with ctx.store.lock(art):
-        if not art.done:
-            stats = Trainer(ctx, art, base, base_samples).fit()
-            ctx.store.commit(art, {"objective": cfg.train.objective, "alpha": cfg.train.alpha, **stats})
-            ctx.announce("train", art, reused=False, detail=f"{stats['steps']} steps")
-            return art
-    ctx.announce("train", art, reused=True)
-    return art
+    inputs = {"base": base, "base_samples": base_samples}
+    # FSDP: every torchrun rank trains together (the store's lock would admit one), rank 0 commits
+    collective = distributed.setup() if cfg.train.strategy == "fsdp" else None
+
+    def make(art: Artifact) -> dict:
+        trainer = Trainer(ctx, art, base, base_samples)
+        stats = trainer.fit()
+        world = {"world_size": trainer.dist.world} if collective is not None else {}
+        return {**run_meta(cfg), **world, **stats}
+
+    return ctx.build("train", key_cfg, make, inputs=inputs, version=VERSION, collective=collective,
+                     detail=lambda art: f"{art.meta['steps']} steps" if art.done else "")
 
 
-def _run_distributed(ctx: Context, art: Artifact, base: Artifact, base_samples: Artifact) -> Artifact:
-    """Every torchrun rank trains together (the store lock would let only one in); rank 0 commits."""
-    trainer = Trainer(ctx, art, base, base_samples)
-    stats = trainer.fit()
-    if trainer.dist.main:
-        ctx.store.commit(art, {"objective": ctx.cfg.train.objective, "alpha": ctx.cfg.train.alpha,
-                               "world_size": trainer.dist.world, **stats})
-        ctx.announce("train", art, reused=False, detail=f"{stats['steps']} steps on {trainer.dist.world} ranks")
-    trainer.dist.barrier()
-    return art
+def train_key(tcfg) -> dict:
+    """What the train artifact is keyed by: the shared settings and the chosen objective's own
+    section (the other objectives' sections cannot change this run)."""
+    sections = set(objectives.REGISTRY)
+    return {k: v for k, v in to_container(tcfg).items() if k not in sections or k == tcfg.objective}
+
+
+def run_meta(cfg) -> dict:
+    """What the artifact says about the run besides its statistics."""
+    return {"objective": cfg.train.objective, "label": method_label(cfg), "sweep_axis": sweep_axis(cfg),
+            "loss_agg": objectives.aggregation_of(cfg.train).description}
 
 
 class Trainer:
     def __init__(self, ctx: Context, art: Artifact, base: Artifact, base_samples: Artifact):
+        self._init_state(ctx, art)
+        self._load(base, base_samples)
+
+    def _init_state(self, ctx: Context, art: Artifact) -> None:
+        """The loop's configuration and counters (no model: tests drive the loop with fakes)."""
         self.ctx, self.cfg, self.tcfg = ctx, ctx.cfg, ctx.cfg.train
         self.art = art
         self.work = art.work
         self.work.mkdir(parents=True, exist_ok=True)
+        self.spec = objectives.get_objective(self.tcfg.objective)
+        self.loss_fn = objective_loss(self.tcfg)
+        # the temperature the objective reads π_θ and π_ref at (the proposal q is always the sampler's)
+        self.temperature = float(self.cfg.sampler.temperature) if self.spec.policy_temperature == "sampler" else 1.0
+        self.dist = distributed.setup()
+        self.backend = None  # the verifier for online rounds, started once and kept warm across rounds
+        self.vllm = None  # sampler=vllm: the engine for online rounds, kept warm the same way
+        self.step = 0
+        self.skipped_steps = 0  # steps with no gradient signal, not taken (train.skip_empty_steps)
+        self.clipped_steps = 0  # steps taken whose gradient norm exceeded grad_clip
+        self.grad_norm_sum = 0.0  # over the steps taken
+        self.position = (0, 0, 0, 0)  # (round, part, epoch, batch) of the next optimiser step
+
+    def _load(self, base: Artifact, base_samples: Artifact) -> None:
         torch.manual_seed(self.tcfg.seed)
         mcfg = self.cfg.model
-        self.dist = distributed.setup()
         if self.tcfg.strategy == "fsdp" and not self.dist.active and not torch.distributed.is_initialized():
             raise RuntimeError("train.strategy=fsdp: launch with `torchrun --nproc-per-node N -m pipeline ...`")
         self.device = resolve_device(mcfg.device)  # inputs go here even when FSDP offloads weights to the CPU
@@ -107,84 +131,140 @@ class Trainer:
         self.prompt_of = dict(zip(self.theorems["id"], build_prompts(self.cfg, self.theorems, self.tokenizer)))
         self.base_verdicts = read_parquet(base_samples.file("verdicts.parquet"))
         self.log_z = _log_pass_rate(self.base_verdicts)
-        self.backend = None  # the verifier for online rounds, started once and kept warm across rounds
-        self.vllm = None  # sampler=vllm: the engine for online rounds, kept warm the same way
-        self.step = 0
-        self.skipped_steps = 0  # steps with no gradient signal, not taken (train.skip_empty_steps)
-        self.position = (0, 0, 0)  # (round, epoch, batch) of the next optimiser step
 
     # ---- the loop
 
     def fit(self) -> dict:
         self._resume()
         started, tokens = time.time(), 0
+        planned = self.planned_steps()
         for rnd in range(self.position[0], self.tcfg.rounds):
-            data = self._round_data(rnd)
-            groups = _group_slices(data)
-            per_step = max(1, round(self.tcfg.batch_size * len(groups) / max(1, len(data))))
-            for epoch in range(self.position[1] if rnd == self.position[0] else 0, self.tcfg.epochs_per_round):
-                order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(
-                    _seed(self.tcfg.seed, rnd, epoch))).tolist()
-                batches = [order[i:i + per_step] for i in range(0, len(order), per_step)]
-                first = self.position[2] if (rnd, epoch) == self.position[:2] else 0
-                for b in range(first, len(batches)):
-                    rows = np.concatenate([np.arange(*groups[g]) for g in batches[b]])
-                    metrics = self._optimise(data.iloc[rows])
-                    tokens += int(metrics.pop("tokens"))
-                    self.step += 1
-                    self.position = (rnd, epoch, b + 1)
-                    metrics["tokens_per_s"] = tokens / max(time.time() - started, 1e-9)
-                    if self.dist.main:
-                        self.ctx.log.log(metrics, step=self.step, stage="train")
-                    if self.step % self.tcfg.checkpoint_every_steps == 0:
-                        self._checkpoint()
-                    maybe_die("train", "step", self.step)
-                self.position = (rnd, epoch + 1, 0)
-            self.position = (rnd + 1, 0, 0)
+            parts = self._round_parts(rnd)
+            for part in range(self.position[1] if rnd == self.position[0] else 0, len(parts)):
+                data = self._round_data(rnd, part, parts[part])
+                groups = _group_slices(data)
+                per_step = prompts_per_step(self.tcfg.batch_size, data)
+                here = (rnd, part)
+                for epoch in range(self.position[2] if here == self.position[:2] else 0, self.tcfg.epochs_per_round):
+                    order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(
+                        _seed(self.tcfg.seed, rnd, part, epoch))).tolist()
+                    batches = [order[i:i + per_step] for i in range(0, len(order), per_step)]
+                    first = self.position[3] if (*here, epoch) == self.position[:3] else 0
+                    for b in range(first, len(batches)):
+                        rows = np.concatenate([np.arange(*groups[g]) for g in batches[b]])
+                        metrics = self._optimise(data.iloc[rows], self._lr(planned))
+                        tokens += int(metrics.pop("tokens"))
+                        self.step += 1
+                        self.position = (rnd, part, epoch, b + 1)
+                        metrics["tokens_per_s"] = tokens / max(time.time() - started, 1e-9)
+                        if self.dist.main:
+                            self.ctx.log.log(metrics, step=self.step, stage="train")
+                        if self.step % self.tcfg.checkpoint_every_steps == 0:
+                            self._checkpoint()
+                        maybe_die("train", "step", self.step)
+                    self.position = (rnd, part, epoch + 1, 0)
+                self.position = (rnd, part + 1, 0, 0)
+            self.position = (rnd + 1, 0, 0, 0)
             self._checkpoint()
         if self.backend is not None:
             self.backend.close()
         if self.vllm is not None:
             self.vllm.close()
         self._save_policy(self.work / "model")
-        samples = sum(len(read_parquet(p)) for p in sorted(self.work.glob("round-*.parquet")))
-        return {"steps": self.step, "train_samples": samples, "seconds": time.time() - started}
+        policy_rows, reference_rows = self._sample_counts()
+        taken = self.step - self.skipped_steps
+        return {"steps": self.step, "train_samples": policy_rows, "reference_samples": reference_rows,
+                "skipped_steps": self.skipped_steps, "planned_steps": planned,
+                "clipped_step_frac": self.clipped_steps / taken if taken else 0.0,
+                "grad_norm_mean": self.grad_norm_sum / taken if taken else 0.0,
+                "seconds": time.time() - started}
 
-    def _optimise(self, rows: pd.DataFrame) -> dict:
-        out = optimise_step(self.policy, self.optimizer, rows, self.tcfg, self.dist, self.device)
-        self.skipped_steps += int(out.pop("skipped"))
-        return {**out, "skipped_steps": self.skipped_steps}
+    def planned_steps(self) -> int:
+        """The optimiser steps the config asks for (the warm-up's length is a fraction of it): every
+        round's prompts in batches of `batch_size` samples. A prompt whose samples the verifier
+        could not decide drops out, so a run can take a few steps less."""
+        n = min(self.tcfg.prompts_per_round or len(self.theorems), len(self.theorems))
+        per = _planned_prompts_per_step(self.tcfg.batch_size, self.cfg.sampler.samples_per_prompt)
+        if self.spec.fresh_rollouts_per_step:
+            return self.tcfg.rounds * math.ceil(n / per)
+        return self.tcfg.rounds * self.tcfg.epochs_per_round * math.ceil(n / per)
 
-    # ---- data for one round, saved before the first step so a resumed round sees the same data
+    def _lr(self, planned: int) -> float:
+        """Linear warm-up over `warmup_frac` of the planned steps (from lr/W at the first step to lr
+        at step W), then constant; a function of the step counter, so a resumed run follows it."""
+        warm = int(round(self.tcfg.warmup_frac * planned))
+        if warm and self.step < warm:
+            return float(self.tcfg.lr) * (self.step + 1) / warm
+        return float(self.tcfg.lr)
 
-    def _round_data(self, rnd: int) -> pd.DataFrame:
-        path = self.work / f"round-{rnd:04d}.parquet"
+    def _optimise(self, rows: pd.DataFrame, lr: float) -> dict:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        out = optimise_step(self.policy, self.optimizer, rows, self.tcfg, self.dist, self.device,
+                            loss_fn=self.loss_fn, temperature=self.temperature)
+        skipped = bool(out.pop("skipped"))
+        self.skipped_steps += int(skipped)
+        if not skipped:
+            self.clipped_steps += int(out["grad_clipped"])
+            self.grad_norm_sum += float(out["grad_norm"])
+        return {**out, "lr": lr, "skipped_steps": self.skipped_steps}
+
+    def _sample_counts(self) -> tuple[int, int]:
+        """(policy samples, reference samples) in the run's training data: the budget is the first."""
+        policy = reference = 0
+        for path in sorted(self.work.glob("round-*.parquet")):
+            if ".unscored" in path.name:
+                continue
+            data = read_parquet(path)
+            ref = int((data["is_ref_sample"] > 0.5).sum()) if "is_ref_sample" in data else 0
+            policy, reference = policy + len(data) - ref, reference + ref
+        return policy, reference
+
+    # ---- data for one round (or part of one), saved before the first step so a resumed run sees the same data
+
+    def _round_parts(self, rnd: int) -> list[pd.DataFrame]:
+        """The round's theorems, all at once, or, for an objective that takes one step per batch of
+        fresh rollouts, in parts of one step's prompts each (drawn in a seeded order)."""
+        theorems = self._round_theorems(rnd)
+        if not self.spec.fresh_rollouts_per_step:
+            return [theorems]
+        per = _planned_prompts_per_step(self.tcfg.batch_size, self.cfg.sampler.samples_per_prompt)
+        order = torch.randperm(len(theorems), generator=torch.Generator().manual_seed(
+            _seed(self.tcfg.seed, rnd, -2))).tolist()
+        return [theorems.iloc[sorted(order[i:i + per])] for i in range(0, len(order), per)]
+
+    def _round_data(self, rnd: int, part: int, theorems: pd.DataFrame) -> pd.DataFrame:
+        name = f"round-{rnd:04d}" + (f"-part-{part:04d}" if self.spec.fresh_rollouts_per_step else "")
+        path = self.work / f"{name}.parquet"
         if path.exists():
             return read_parquet(path)
         # Under torchrun rank 0 alone draws and verifies the round's samples (one sampler, one
         # verifier); every rank then scores them in lockstep (the models are sharded).
-        unscored = self.work / f"round-{rnd:04d}.unscored.parquet"
+        unscored = self.work / f"{name}.unscored.parquet"
         if self.tcfg.mode == "online" and plain_sampler(self.cfg.sampler) == "vllm":
             self._save_policy_for_sampler()  # gathers the sharded weights: every rank takes part
         if self.dist.main:
             if self.tcfg.mode == "offline":
-                data = self._offline_samples(rnd)
+                data = self._offline_samples(theorems)
             else:
-                data = self._online_samples(rnd)
-                if self.tcfg.objective == "dph_rl":
-                    # DPH-RL's divergence term needs the initial policy's own samples of the same prompts.
-                    data = _interleave_by_theorem(data, self._offline_samples(rnd))
+                data = self._online_samples(theorems, rnd, part)
+            if self.spec.needs_base_samples:
+                # e.g. DPH-RL's divergence term: the initial policy's own samples of the same prompts
+                data = _interleave_by_theorem(data, self._offline_samples(theorems))
             if self.dist.active:
                 write_parquet(unscored, data)
         self.dist.barrier()
         if not self.dist.main:
             data = read_parquet(unscored)
         data = self._score(data)
+        if self.tcfg.mode == "online" and plain_sampler(self.cfg.sampler) == "vllm":
+            self._check_sampler_weights(data)  # before the round is saved: never train on a stale engine
         if self.dist.main:
             write_parquet(path, data)
             unscored.unlink(missing_ok=True)
-            acc = float(data["reward"].mean())
-            self.ctx.log.log({"round": rnd, "acceptance": acc, "samples": len(data)}, stage="train")
+            own = data[data["is_ref_sample"] < 0.5] if "is_ref_sample" in data else data
+            self.ctx.log.log({"round": rnd, "part": part, "acceptance": float(own["reward"].mean()),
+                              "samples": len(own)}, stage="train")
         self.dist.barrier()
         return data
 
@@ -195,17 +275,15 @@ class Trainer:
         perm = torch.randperm(len(self.theorems), generator=torch.Generator().manual_seed(_seed(self.tcfg.seed, rnd, -1)))
         return self.theorems.iloc[sorted(perm[:n].tolist())]
 
-    def _offline_samples(self, rnd: int) -> pd.DataFrame:
-        ids = set(self._round_theorems(rnd)["id"])
-        v = self.base_verdicts[self.base_verdicts["theorem_id"].isin(ids)]
+    def _offline_samples(self, theorems: pd.DataFrame) -> pd.DataFrame:
+        v = self.base_verdicts[self.base_verdicts["theorem_id"].isin(set(theorems["id"]))]
         return _decided(v).assign(sampled_by="base")
 
-    def _online_samples(self, rnd: int) -> pd.DataFrame:
+    def _online_samples(self, theorems: pd.DataFrame, rnd: int, part: int) -> pd.DataFrame:
         from lean_env.verifier import Item, get_backend
         from pipeline.config import backend_options
         from pipeline.stages.verify import open_cache, verify_proofs
 
-        theorems = self._round_theorems(rnd)
         scfg, vcfg = self.cfg.sampler, self.cfg.verifier
         self.policy.eval()
         draw = self._draw()
@@ -213,7 +291,7 @@ class Trainer:
         records = draw(texts,
                        n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
                        max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
-                       seed=_seed(scfg.seed, rnd, 0), progress=self.cfg.progress, desc=f"round {rnd} sample")
+                       seed=_seed(scfg.seed, rnd, part), progress=self.cfg.progress, desc=f"round {rnd} sample")
         df = pd.DataFrame(records)
         df["theorem_id"] = theorems["id"].to_numpy()[df["prompt_idx"]]
         df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
@@ -229,7 +307,8 @@ class Trainer:
 
     def _draw(self):
         """The sampling function for this round: `hf` samples from the policy in memory; `vllm` keeps
-        one engine across rounds and loads the policy's current weights into it (sampler_vllm.py)."""
+        one engine across rounds and gives it the policy's current weights (pipeline/sampling/vllm.py:
+        in place on GPUs, a fresh engine on CPU; `_check_sampler_weights` checks the result)."""
         if plain_sampler(self.cfg.sampler) != "vllm":
             from functools import partial
 
@@ -238,11 +317,27 @@ class Trainer:
         from pipeline.sampling.vllm import VLLMSampler
 
         folder = self.work / "policy-for-sampler"  # written by _save_policy_for_sampler
+        started = time.time()
         if self.vllm is None:
             self.vllm = VLLMSampler(str(folder), self.cfg.sampler, self.cfg.model)
         else:
             self.vllm.load_weights(str(folder))
+        self.ctx.log.log({"sampler_reload_s": time.time() - started, "sampler_reload": self.vllm.reload}, stage="train")
         return self.vllm.sample
+
+    def _check_sampler_weights(self, data: pd.DataFrame) -> None:
+        """The engine's log-probs of a few of this round's samples must equal the policy's teacher-forced
+        ones (pipeline/sampling/vllm.py: check_logprobs); every rank checks the same rows."""
+        from pipeline.sampling.vllm import check_logprobs, reload_check_tol
+
+        drawn = data[data["sampled_by"].eq("policy")]
+        k = min(int(self.cfg.sampler.reload_check_samples), len(drawn))
+        rows = drawn.iloc[np.unique(np.linspace(0, len(drawn) - 1, k).astype(int))] if k else drawn
+        self.policy.eval()
+        gap = check_logprobs(self.policy, rows.to_dict("records"), device=self.device,
+                             tol=reload_check_tol(self.cfg.sampler, self.cfg.model.dtype))
+        if self.dist.main:
+            self.ctx.log.log({"sampler_logp_gap": gap}, stage="train")
 
     def _save_policy_for_sampler(self) -> None:
         self._save_policy(self.work / "policy-for-sampler")
@@ -257,7 +352,9 @@ class Trainer:
 
     @torch.no_grad()
     def _score(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Token log-probs under the proposal (the model that sampled, at its temperature) and the base model."""
+        """Token log-probs under the proposal q (the model that sampled, at the sampler's temperature:
+        the distribution actually sampled from) and under the base model at the temperature the
+        objective reads (`self.temperature`)."""
         data = data.reset_index(drop=True).copy()
         # Rescore under the exact prompts the samples were drawn with.
         data["prompt_ids"] = encode_prompts(self.tokenizer, [self.prompt_of[i] for i in data["theorem_id"]])
@@ -268,9 +365,9 @@ class Trainer:
             chunk = data.iloc[start:start + self.tcfg.batch_size]
             p_ids, c_ids = list(chunk["prompt_ids"]), [list(x) for x in chunk["token_ids"]]
             dev = self.device
-            lp_ref, mask = completion_logprobs(self.reference, p_ids, c_ids, device=dev)
+            lp_ref, mask = completion_logprobs(self.reference, p_ids, c_ids, temperature=self.temperature, device=dev)
             by_base = chunk["sampled_by"].eq("base").to_numpy()
-            lp_base = lp_ref if temperature == 1.0 else completion_logprobs(
+            lp_base = lp_ref if temperature == self.temperature else completion_logprobs(
                 self.reference, p_ids, c_ids, temperature=temperature, device=dev)[0]
             lp_old = lp_base if by_base.all() else completion_logprobs(
                 self.policy, p_ids, c_ids, temperature=temperature, device=dev)[0]
@@ -289,7 +386,9 @@ class Trainer:
         model_state, optimizer_state = distributed.full_state_dict(self.policy, self.optimizer)
         if self.dist.main:
             state = {"model": model_state, "optimizer": optimizer_state, "step": self.step,
-                     "skipped_steps": self.skipped_steps, "position": self.position, "torch_rng": torch.get_rng_state()}
+                     "skipped_steps": self.skipped_steps, "clipped_steps": self.clipped_steps,
+                     "grad_norm_sum": self.grad_norm_sum, "position": self.position,
+                     "torch_rng": torch.get_rng_state()}
             tmp = self.work / "checkpoint.pt.tmp"
             torch.save(state, tmp)
             os.replace(tmp, self.work / "checkpoint.pt")
@@ -302,44 +401,99 @@ class Trainer:
         state = torch.load(path, weights_only=False)
         distributed.load_full_state_dict(self.policy, self.optimizer, state["model"], state["optimizer"])
         self.step, self.position = state["step"], tuple(state["position"])
-        self.skipped_steps = state.get("skipped_steps", 0)
+        self.skipped_steps = state["skipped_steps"]
+        self.clipped_steps, self.grad_norm_sum = state["clipped_steps"], state["grad_norm_sum"]
         torch.set_rng_state(state["torch_rng"])
-        print(f"[train] resuming at step {self.step}, round/epoch/batch {self.position}", flush=True)
+        print(f"[train] resuming at step {self.step}, round/part/epoch/batch {self.position}", flush=True)
 
 
-def optimise_step(policy, optimizer, rows: pd.DataFrame, tcfg, dist_: distributed.Dist, device=None) -> dict:
+def objective_loss(tcfg):
+    """batch -> (loss, diagnostics) of the configured objective, its options and the run's loss scale."""
+    spec = objectives.get_objective(tcfg.objective)
+    options, agg = objectives.options_of(tcfg), objectives.aggregation_of(tcfg)
+    return lambda batch: spec.loss(batch, options, agg)
+
+
+def optimise_step(policy, optimizer, rows: pd.DataFrame, tcfg, dist_: distributed.Dist, device=None, *,
+                  loss_fn=None, temperature: float = 1.0) -> dict:
     """One optimiser step on `rows` (grouped by theorem). In one process with grad_accum=1 this is a
-    plain forward/backward on the whole batch; otherwise this rank's micro-batches of it
-    (distributed.rank_share), whose weighted gradients add up to the same step."""
+    plain forward/backward on the whole batch. Split over micro-batches or FSDP ranks, every row's
+    log-probs are first computed without gradient (each rank its own rows, then exchanged); each
+    micro-batch then evaluates the loss of the WHOLE batch with its own rows live and the others
+    frozen at those values. By the chain rule the summed gradients are the whole batch's gradient,
+    for any objective: normalisations over the batch (weights, token counts, DPH-RL's two terms)
+    are never computed on a piece. The cost is one extra forward pass without gradient."""
+    loss_fn = loss_fn or objective_loss(tcfg)
     policy.train()
     groups = [np.arange(a, b) for a, b in _group_slices(rows)]
+    pieces = distributed.rank_share(groups, dist_.rank, dist_.world, int(tcfg.grad_accum))
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, diagnostics, weights = 0.0, {}, 0.0
-    for idx, weight in distributed.rank_share(groups, dist_.rank, dist_.world, int(tcfg.grad_accum)):
-        batch = _objective_batch(policy, rows.iloc[idx], device)
-        loss, diag = compute_loss(tcfg.objective, batch, tcfg)
-        (loss * weight).backward()
-        loss_sum += float(loss.detach()) * weight
-        for k, v in diag.items():
-            diagnostics[k] = diagnostics.get(k, 0.0) + float(v) * weight
-        weights += weight
+    if len(pieces) == 1 and not dist_.active:
+        logp, mask = _policy_logprobs(policy, rows, device, temperature)
+        loss, diagnostics = loss_fn(_objective_batch(rows, logp, mask))
+        loss.backward()
+    else:
+        frozen = _objective_batch(rows, *_frozen_logprobs(policy, rows, pieces, dist_, device, temperature))
+        loss = diagnostics = None
+        for idx, live in pieces:
+            logp, _ = _policy_logprobs(policy, rows.iloc[idx], device, temperature)
+            piece_loss, piece_diag = loss_fn(_with_live_rows(frozen, idx, logp))
+            # FSDP averages gradients over ranks, hence × world; a filler piece (live False) only
+            # takes part in the collectives
+            (piece_loss * (dist_.world if live else 0.0)).backward()
+            if loss is None:
+                loss, diagnostics = piece_loss, piece_diag  # every piece's loss is the whole batch's
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), tcfg.grad_clip)
     norm = distributed.grad_norm_value(grad_norm)  # the whole model's norm, the same on every rank
     skipped = (norm == 0.0 or not math.isfinite(norm)) and tcfg.skip_empty_steps
-    if not skipped:  # see TrainConfig.skip_empty_steps: Adam would move the weights on momentum alone
+    if not skipped:  # see TrainSettings.skip_empty_steps: Adam would move the weights on momentum alone
         optimizer.step()
-    # loss: the rank sums are shares of the whole batch's loss times world, so their mean is that loss
-    return {"loss": dist_.mean(loss_sum), "reward": float(rows["reward"].mean()),
-            "grad_norm": norm, "skipped": skipped,
+    return {"loss": float(loss.detach()), "reward": float(rows["reward"].mean()),
+            "grad_norm": norm, "grad_clipped": bool(norm > tcfg.grad_clip), "skipped": skipped,
             "tokens": int(sum(len(x) for x in rows["token_ids"])),
-            **{k: v / weights for k, v in diagnostics.items()}}  # this rank's pieces (all of them in one process)
+            **{k: float(v) for k, v in diagnostics.items()}}
 
 
-def _objective_batch(policy, rows: pd.DataFrame, device=None) -> ObjectiveBatch:
+def _policy_logprobs(policy, rows: pd.DataFrame, device, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     prompt_ids = [list(x) for x in rows["prompt_ids"]]
     completion_ids = [list(x) for x in rows["token_ids"]]
-    policy_logp, mask = completion_logprobs(policy, prompt_ids, completion_ids, device=device)
-    policy_logp, mask = policy_logp.cpu(), mask.cpu()
+    logp, mask = completion_logprobs(policy, prompt_ids, completion_ids, temperature=temperature, device=device)
+    return logp.cpu(), mask.cpu()
+
+
+@torch.no_grad()
+def _frozen_logprobs(policy, rows: pd.DataFrame, pieces, dist_: distributed.Dist, device, temperature: float
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row's token log-probs under the current policy, without gradient, as ([N, T], mask):
+    this rank scores its own pieces (every rank runs as many forwards as it will with gradient,
+    which FSDP's collectives need), then the ranks exchange their rows."""
+    mine = {}
+    for idx, live in pieces:
+        logp, mask = _policy_logprobs(policy, rows.iloc[idx], device, temperature)
+        if live:
+            for j, i in enumerate(idx):
+                mine[int(i)] = logp[j, :int(mask[j].sum())].numpy()
+    if dist_.active:
+        everyone = [None] * dist_.world
+        torch.distributed.all_gather_object(everyone, mine)
+        for part in everyone:
+            mine.update(part)
+    lengths = [len(mine[i]) for i in range(len(rows))]
+    logp = torch.zeros(len(rows), max(lengths, default=0))
+    for i, n in enumerate(lengths):
+        logp[i, :n] = torch.from_numpy(mine[i])
+    mask = torch.arange(logp.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+    return logp, mask
+
+
+def _with_live_rows(frozen: ObjectiveBatch, idx: np.ndarray, logp: torch.Tensor) -> ObjectiveBatch:
+    """The whole batch with rows `idx` carrying the gradient (their log-probs `logp`)."""
+    policy_logp = frozen.policy_logp.clone()
+    policy_logp[torch.as_tensor(idx), :logp.shape[1]] = logp.to(policy_logp.dtype)
+    return dataclasses.replace(frozen, policy_logp=policy_logp)
+
+
+def _objective_batch(rows: pd.DataFrame, policy_logp: torch.Tensor, mask: torch.Tensor) -> ObjectiveBatch:
     return ObjectiveBatch(
         policy_logp=policy_logp,
         old_logp=_pad(rows["old_logp"], policy_logp.shape),
@@ -351,6 +505,18 @@ def _objective_batch(policy, rows: pd.DataFrame, device=None) -> ObjectiveBatch:
         is_ref_sample=torch.tensor(rows["is_ref_sample"].to_numpy(), dtype=torch.float32)
         if "is_ref_sample" in rows else None,
     )
+
+
+def prompts_per_step(batch_size: int, data: pd.DataFrame) -> int:
+    """Prompts per optimiser step so that a step holds about `batch_size` of the POLICY's samples
+    (DPH-RL's base-model rows ride along and do not count)."""
+    own = int((data["is_ref_sample"] < 0.5).sum()) if "is_ref_sample" in data else len(data)
+    n_groups = data["theorem_id"].nunique()
+    return max(1, round(batch_size * n_groups / max(1, own)))
+
+
+def _planned_prompts_per_step(batch_size: int, samples_per_prompt: int) -> int:
+    return max(1, round(batch_size / max(1, samples_per_prompt)))
 
 
 def _decided(samples: pd.DataFrame) -> pd.DataFrame:
@@ -385,7 +551,8 @@ def _pad(column: pd.Series, shape) -> torch.Tensor:
 
 
 def _log_pass_rate(verdicts: pd.DataFrame) -> dict[str, float]:
-    """log Ẑ(x): with base samples (q = a) the importance-sampling estimate of Z is the pass rate."""
-    rate = verdicts.assign(p=verdicts["verdict"].eq("pass")).groupby("theorem_id")["p"].mean()
+    """log Ẑ(x): with base samples (q = a) the importance-sampling estimate of Z is the pass rate,
+    over the DECIDED samples: a verifier `error` is dropped here exactly as training drops it."""
+    rate = _decided(verdicts).groupby("theorem_id")["reward"].mean()
     with np.errstate(divide="ignore"):
         return {k: float(np.log(v)) for k, v in rate.items()}

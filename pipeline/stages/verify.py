@@ -27,14 +27,8 @@ def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Ar
     vcfg = ctx.cfg.verifier
     backend = get_backend(vcfg.backend, **backend_options(vcfg))
     key_cfg = {"backend": backend.name, "backend_version": backend.version, "timeout": vcfg.timeout}
-    art = ctx.store.artifact("verify", key_cfg, inputs={"samples": samples}, version=VERSION)
-    if art.done:
-        ctx.announce(label, art, reused=True)
-        return art
-    with ctx.store.lock(art):
-        if art.done:
-            ctx.announce(label, art, reused=True)
-            return art
+
+    def make(art: Artifact) -> dict:
         df = read_parquet(samples.file("samples.parquet"))
         items = [Item(id=f"{r.theorem_id}#{r.sample_idx}", statement=r.statement, proof=r.proof)
                  for r in df.itertuples(index=False)]
@@ -46,15 +40,19 @@ def verify_samples(ctx: Context, samples: Artifact, label: str = "verify") -> Ar
         seconds = time.time() - started
         out = df.assign(verdict=[r.verdict for r in results], message=[r.message for r in results],
                         seconds=[r.seconds for r in results])
-        counts = out["verdict"].value_counts().to_dict()
         art.work.mkdir(parents=True, exist_ok=True)
         write_parquet(art.work / "verdicts.parquet", out)
         write_parquet(art.work / "per_theorem.parquet", per_theorem(out))
         ctx.log.log({"proofs": len(out), "pass_rate": float((out.verdict == "pass").mean()),
                      "proofs_per_s": len(out) / max(seconds, 1e-9)}, stage=label)
-        ctx.store.commit(art, {"verdicts": counts, "seconds": seconds, **key_cfg})
-    ctx.announce(label, art, reused=False, detail=", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    return art
+        return {"verdicts": out["verdict"].value_counts().to_dict(), "seconds": seconds, **key_cfg}
+
+    return ctx.build("verify", key_cfg, make, inputs={"samples": samples}, version=VERSION, label=label,
+                     detail=_detail)
+
+
+def _detail(art: Artifact) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(art.meta.get("verdicts", {}).items()))
 
 
 def verify_proofs(items: list[Item], backend, *, prompt_style: str, **options) -> list[Result]:
@@ -88,6 +86,4 @@ def per_theorem(verdicts: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(ctx: Context) -> Artifact:
-    from pipeline.stages import sample
-
-    return verify_samples(ctx, ctx.stage("sample", sample.run))
+    return verify_samples(ctx, ctx.stage("sample"))

@@ -1,13 +1,14 @@
 """A stand-in for the Lean REPL (leanprover-community/repl) that misbehaves on command.
 
-    python tests/fakes/fake_repl.py [--pid-dir DIR] [--start-delay S] [--old-sorry]
+    python tests/fakes/fake_repl.py [--pid-dir DIR] [--start-delay S] [--old-sorry] [--lean-4-19-json]
 
 Protocol, as the real REPL: a request is the lines up to a blank line; the answer is
 pretty-printed JSON followed by a blank line; end of input ends the process; a request that is
 not JSON kills it (the real REPL throws).
 
 A request without "env" is the header: answered {"env": N} with a fresh N, or with an error
-message if the header contains `import Missing`. A request with an unknown "env" gets
+message if the header contains `import Missing`, a `sorries` entry and the sorry warning if it
+contains `sorry`, a message of severity "Error" if it contains `fake_header_severity`. A request with an unknown "env" gets
 {"message": "Unknown environment."}. Otherwise the command text decides, by the first of these
 words it contains:
 
@@ -26,6 +27,9 @@ words it contains:
                      (`'sorry'` with --old-sorry)
 and anything else is a correct proof: only the `#print axioms` info message.
 --pid-dir: write an empty file named after our pid there, so tests can find every worker.
+--lean-4-19-json: read requests as Lean's JSON parser did before v4.20 (lean4 issue #5445, fixed by
+PR #8080): a `\\uD835\\uDD5C`-style escaped surrogate pair becomes two NUL characters (UTF-8 text is
+read correctly); a command containing NUL gets an "unexpected character" error.
 """
 
 import json
@@ -40,15 +44,18 @@ MARKERS = ("fake_hang", "fake_crash", "fake_garbage", "fake_flood", "fake_alloc"
 
 
 def read_request(stdin):
-    """Lines up to a blank one; None at end of input."""
+    """Bytes of the lines up to a blank one; None at end of input."""
     lines = []
     for line in stdin:
         if not line.strip():
             if lines:
-                return "".join(lines)
+                return b"".join(lines)
             continue
         lines.append(line)
-    return "".join(lines) if lines else None
+    return b"".join(lines) if lines else None
+
+
+_ESCAPED_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 
 def position(text, offset):
@@ -64,7 +71,11 @@ def answer_command(cmd, old_sorry):
     marker = next((w for w in MARKERS if w in cmd), None)
     messages, sorries = [], []
     axioms = ["propext"]
-    if marker == "fake_hang":
+    if "\x00" in cmd:
+        at = position(cmd, cmd.index("\x00"))
+        messages.append({"severity": "error", "pos": at, "endPos": None, "data": "unexpected character"})
+        axioms.append("sorryAx")
+    elif marker == "fake_hang":
         time.sleep(3600)
     elif marker == "fake_crash":
         print("fake repl: crashing as asked", file=sys.stderr, flush=True)
@@ -129,15 +140,26 @@ def main():
     if "--start-delay" in args:
         time.sleep(float(args[args.index("--start-delay") + 1]))
     old_sorry = "--old-sorry" in args
+    old_json = "--lean-4-19-json" in args
     envs = 0
-    while (query := read_request(sys.stdin)) is not None:
-        request = json.loads(query)  # like the real REPL: bad JSON ends the process
+    while (query := read_request(sys.stdin.buffer)) is not None:
+        if old_json:
+            query = _ESCAPED_PAIR.sub(rb"\\u0000\\u0000", query)
+        request = json.loads(query.decode("utf-8"))  # like the real REPL: bad JSON ends the process
         cmd = request.get("cmd", "")
         if "env" not in request or request["env"] is None:
             if "import Missing" in cmd:
                 reply = {"env": envs, "messages": [{"severity": "error", "pos": {"line": 1, "column": 0},
                                                      "endPos": {"line": 1, "column": 14},
                                                      "data": "unknown module prefix 'Missing'"}]}
+            elif "sorry" in cmd:  # a header that declares something with `sorry`: only a warning
+                at = position(cmd, cmd.index("sorry"))
+                reply = {"env": envs, "sorries": [{"goal": "⊢ False", "proofState": 0, "pos": at, "endPos": at}],
+                         "messages": [{"severity": "warning", "pos": {"line": 1, "column": 0}, "endPos": None,
+                                       "data": "declaration uses `sorry`"}]}
+            elif "fake_header_severity" in cmd:  # a message of a severity the REPL does not document
+                reply = {"env": envs, "messages": [{"severity": "Error", "pos": {"line": 1, "column": 0},
+                                                     "endPos": None, "data": "something went wrong"}]}
             else:
                 reply = {"env": envs}
             envs += 1

@@ -1,246 +1,19 @@
-r"""The proof generator: many valid Lean 4 proofs of one propositional theorem, in different styles.
+"""Rendering one natural-deduction term as Lean 4 text in a given style.
 
-Every proof is rendered from the one natural-deduction term the prover (`lean_env/prop/prover.py`)
-finds; the styles differ in how that term is written down, and each proof starts with `by`
-(the model is prompted with `statement + " := by"`).  Types are re-derived from the statement while
-rendering (bidirectionally), so every `have`/`show` annotation is the statement's own formula.
-Rendering is deterministic: `render(statement, style, naming)`; `sample_proofs` draws (style,
-naming) pairs from the priors with the caller's `random.Random`.
-
-Style prior (deliberately unequal: three verbose tactic styles take 72% of the mass, five rare
-styles 3–5% each; "measured" is the frequency in 20,000 `sample_proofs` draws over the train split):
-
-| style          | prior | measured | what it looks like |
-|----------------|-------|----------|--------------------|
-| `structured`   | 0.34  | 0.342    | `intro h1 h2`, `constructor` + `·` bullets, `cases h with \| inl … \| inr …`, `left`/`right`, `exfalso`, `exact` with projections `h.1`, `apply` when an argument would be a `fun` |
-| `forward`      | 0.22  | 0.218    | `obtain ⟨a, b⟩ := h`, `rcases h with a \| b`, `refine ⟨?_, ?_⟩`, a `have` for every intermediate fact (`have h : A → B := by …`), `exact absurd a n` |
-| `backward`     | 0.16  | 0.160    | one `intro` per line, `apply` chains, `apply And.intro`/`Iff.intro`/`Or.inl`/`Or.elim h`, `assumption` |
-| `annotated`    | 0.08  | 0.079    | like `structured` with `intros`, `rcases` destructuring and a `show` before every step |
-| `oneliner`     | 0.05  | 0.050    | `by intro ⟨a, b⟩; constructor <;> assumption`: one line, `;`, no bullets (goals in order), `<;>` when all branches run the same tactics, `contradiction`/`assumption` |
-| `term`         | 0.05  | 0.052    | `by exact fun ⟨a, b⟩ c => …` with anonymous constructors, `Or.elim`, `absurd` |
-| `intro_exact`  | 0.04  | 0.038    | `intro ⟨a, b⟩ c` then one `exact` term |
-| `term_verbose` | 0.03  | 0.029    | `by exact fun h => And.intro h.right …` with `And.intro`, `Iff.intro`, `False.elim`, `.left`/`.mp` |
-| `casework`     | 0.03  | 0.031    | `cases h with \| intro a b => …` for ∧, `cases` for ∨, `contradiction`, `assumption` |
-
-`COMMON_STYLES` = structured, forward, backward; `RARE_STYLES` = the five at ≤ 5%.  On top of the
-style a naming scheme is drawn independently: `hnum` (h1 h2 …) 0.35, `typed` (hp hq hnp hpq …) 0.30,
-`letters` (a b c …) 0.20, `xyz` (x y z w …) 0.15.  A theorem has ~34 distinct renderings.
-
-Length budget.  The verbose common styles grow faster with the size of a theorem than the compact
-rare ones (`oneliner` above all, then `term`/`intro_exact`), so on the larger theorems every common
-style exceeds a budget that a rare style still fits.  `lean_tokens` is a tokenizer-free token count
-(≈ 0.83 × the tokens of a 768-entry byte-level BPE trained on sampled proofs, correlation 0.996);
-`style_lengths(statement, count)` gives each style's shortest length (over namings) in characters or
-any `count`, and `budget_report(statements, budgets, count)` the fraction of theorems where a common
-style fits, where only rare styles fit, and where nothing fits.  The theorem generator keeps only
-theorems with some proof of at most `DESIGN_BUDGET_TOKENS` = 72 lean_tokens; at that budget, on the
-train split of the first level mix (14–24 % per level, shipped until 2026-12-01), only rare styles fit
-on 22.3% of the theorems (0% fit none; L4 43%, L5 94%), with the shortest common proof a median 1.5×
-longer than the shortest rare one; the current mix (weighted to levels 1–2) has ~5% such theorems
-(tests/test_prop_generator.py).  That earlier split measured with the BPE: 22.6% rare-only at 64 tokens (3.3% none), 16.9% at 72 (0.1% none); in
-characters: 22.0% at 180 (3.5% none), 16.9% at 200 (1.8% none).
+The prover's terms (`prover.py`) carry no types; the renderer re-derives every type from the
+statement while it walks the term (bidirectionally: `synth` for eliminations, `check` against the goal
+for introductions), so every `have`/`show` annotation it writes is the statement's own formula.
+`TermRenderer` writes terms (`fun`, `⟨…⟩`, `Or.elim`, projections); `Renderer` adds the tactic
+scripts built on them.  Rendering is deterministic.
 """
 
 from __future__ import annotations
 
-import random
-import re
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable, Iterable
+from typing import Iterable
 
 from lean_env.prop.formula import FALSE, Formula, show
-from lean_env.prop.prover import Proof, prove, unfold
-
-# --------------------------------------------------------------------------------------------------
-# statements
-
-
-class ParseError(ValueError):
-    pass
-
-
-_TOKEN = re.compile(r"\s*(⟨|⟩|\(|\)|\{|\}|:|¬|∧|∨|→|↔|<->|->|/\\|\\/|[A-Za-z_][A-Za-z0-9_'.]*)")
-_BIN = {"∧": ("and", 35, 36, 35), "∨": ("or", 30, 31, 30), "→": ("imp", 25, 26, 25), "↔": ("iff", 20, 21, 21)}
-_ASCII = {"->": "→", "<->": "↔", "/\\": "∧", "\\/": "∨"}
-
-
-def _tokens(text: str) -> list[str]:
-    out, i = [], 0
-    text = text.rstrip()
-    while i < len(text):
-        m = _TOKEN.match(text, i)
-        if not m:
-            raise ParseError(f"unexpected character at {i}: {text[i:i + 10]!r}")
-        tok = m.group(1)
-        out.append(_ASCII.get(tok, tok))
-        i = m.end()
-    return out
-
-
-class _FormulaParser:
-    def __init__(self, toks: list[str]):
-        self.toks = toks
-        self.i = 0
-
-    def peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else None
-
-    def take(self, tok=None):
-        t = self.peek()
-        if t is None or (tok is not None and t != tok):
-            raise ParseError(f"expected {tok!r}, got {t!r}")
-        self.i += 1
-        return t
-
-    def expr(self, min_prec: int = 0) -> Formula:
-        t = self.take()
-        if t == "¬":
-            left, level = ("not", self.expr(40)), 1024
-        elif t == "(":
-            left, level = self.expr(0), 1024
-            self.take(")")
-        elif t == "True":
-            left, level = ("true",), 1024
-        elif t == "False":
-            left, level = ("false",), 1024
-        elif t in ("Not",):
-            left, level = ("not", self.expr(1024)), 1024
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_']*", t):
-            left, level = ("var", t), 1024
-        else:
-            raise ParseError(f"unexpected token {t!r}")
-        while True:
-            op = self.peek()
-            if op not in _BIN:
-                return left
-            tag, p, lmin, rmin = _BIN[op]
-            if p < min_prec:
-                return left
-            if level < lmin:
-                raise ParseError(f"operator {op} needs parentheses (non-associative)")
-            self.take()
-            right = self.expr(rmin)
-            left, level = (tag, left, right), p
-
-
-def parse_formula(text: str) -> Formula:
-    p = _FormulaParser(_tokens(text))
-    f = p.expr(0)
-    if p.peek() is not None:
-        raise ParseError(f"trailing tokens: {p.toks[p.i:]}")
-    return f
-
-
-def parse_statement(statement: str) -> tuple[str, list[str], list[tuple[str, Formula]], Formula]:
-    """`theorem NAME (p q : Prop) (h : p ∧ q) : GOAL` -> (name, prop variables, hypotheses, goal)."""
-    toks = _tokens(statement)
-    i = 0
-    if toks and toks[0] in ("theorem", "lemma", "example"):
-        i = 1
-    name = ""
-    if toks[0] != "example":
-        name = toks[i]
-        i += 1
-    vars_: list[str] = []
-    hyps: list[tuple[str, Formula]] = []
-    while i < len(toks) and toks[i] in ("(", "{"):
-        close = ")" if toks[i] == "(" else "}"
-        j = toks.index(":", i)
-        k = j + 1
-        depth = 0
-        while not (toks[k] == close and depth == 0):
-            depth += toks[k] in ("(", "{")
-            depth -= toks[k] in (")", "}")
-            k += 1
-        names = toks[i + 1:j]
-        body = toks[j + 1:k]
-        if body == ["Prop"]:
-            vars_ += names
-        else:
-            f = _FormulaParser(body).expr(0)
-            hyps += [(n, f) for n in names]
-        i = k + 1
-    if i >= len(toks) or toks[i] != ":":
-        raise ParseError("expected ':' before the goal")
-    p = _FormulaParser(toks[i + 1:])
-    goal = p.expr(0)
-    if p.peek() is not None:
-        raise ParseError(f"trailing tokens: {p.toks[p.i:]}")
-    return name, vars_, hyps, goal
-
-
-# --------------------------------------------------------------------------------------------------
-# styles and the prior
-
-
-@dataclass(frozen=True)
-class Style:
-    name: str
-    weight: float
-    mode: str = "tactic"  # tactic | linear | term | intro_exact
-    intro: str = "merge"  # merge | each | intros
-    destruct: str = "proj"  # proj | pattern | obtain | rcases | cases
-    pair: str = "constructor"  # constructor | refine | apply | anon
-    orelim: str = "cases"  # cases | rcases | obtain | apply | term
-    orintro: str = "leftright"  # leftright | apply | exact
-    efq: str = "exfalso"  # exfalso | absurd | contradiction | false_elim
-    elim: str = "mixed"  # exact | apply | have | mixed (exact, or apply when an argument is a fun/⟨⟩/…)
-    show: bool = False
-    assumption: bool = False
-    verbose: bool = False  # And.intro / Iff.intro / False.elim / .left .right .mp .mpr in terms
-    combinator: bool = False  # `<;>` when both branches render the same
-    bycontra: str = "apply"  # apply | exact
-
-
-STYLES: dict[str, Style] = {
-    s.name: s
-    for s in [
-        Style("structured", 0.34),
-        Style("forward", 0.22, destruct="obtain", pair="refine", orelim="rcases", orintro="exact", efq="absurd",
-              elim="have"),
-        Style("backward", 0.16, intro="each", pair="apply", orelim="apply", orintro="apply", elim="apply",
-              assumption=True),
-        Style("annotated", 0.08, intro="intros", destruct="rcases", orelim="cases", show=True),
-        Style("oneliner", 0.05, mode="linear", destruct="pattern", orelim="rcases", efq="contradiction",
-              elim="exact", assumption=True, combinator=True),
-        Style("term", 0.05, mode="term", destruct="pattern", bycontra="exact", elim="exact"),
-        Style("intro_exact", 0.04, mode="intro_exact", destruct="pattern", bycontra="exact", elim="exact"),
-        Style("term_verbose", 0.03, mode="term", verbose=True, bycontra="exact", elim="exact"),
-        Style("casework", 0.03, intro="each", destruct="cases", orelim="cases", efq="contradiction",
-              assumption=True),
-    ]
-}
-PRIOR: dict[str, float] = {k: s.weight for k, s in STYLES.items()}
-COMMON_STYLES = ("structured", "forward", "backward")
-RARE_STYLES = tuple(k for k, w in PRIOR.items() if w <= 0.05)
-NAMINGS: dict[str, float] = {"hnum": 0.35, "typed": 0.30, "letters": 0.20, "xyz": 0.15}
-
-# The budget the theorem generator designs for: every generated theorem has a proof (in some style)
-# of at most this many `lean_tokens`, and on roughly a fifth of them only rare styles fit.
-DESIGN_BUDGET_TOKENS = 72
-
-_LEX = re.compile(r"\n[ ]*|[A-Za-z_][A-Za-z0-9_']*|\d+|<;>|=>|\?_|\S")
-
-
-def lean_tokens(text: str) -> int:
-    """A tokenizer-free proxy for a proof's token count: identifiers, numbers, `<;>`, `=>`, `?_` and
-    every other non-space character count one, a newline with its indentation counts one, spaces
-    nothing.  On the shipped splits it correlates at 0.996 with a 768-token byte-level BPE trained on
-    sampled proofs (BPE tokens ≈ 1.2 × lean_tokens, the same ratio within ±8% for every style)."""
-    return len(_LEX.findall(text))
-
-_LETTERS = "abcdefgkmnuvwxyz"
-_XYZ = "xyzwuvabcdefgkmn"
-
-
-def _draw(rng: random.Random, table: dict[str, float]) -> str:
-    x = rng.random() * sum(table.values())
-    for k, w in table.items():
-        x -= w
-        if x < 0:
-            return k
-    return k
+from lean_env.propgen.prover import Proof, unfold
+from lean_env.propgen.styles import NAME_POOLS, Style
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,7 +136,10 @@ class Scope:
         self.names.pop(term, None)
 
 
-class Renderer:
+class TermRenderer:
+    """Proof terms: names for hypotheses, bidirectional term rendering (`synth` infers a term's type,
+    `check` renders it against a known goal), binders and anonymous-constructor patterns."""
+
     def __init__(self, style: Style, naming: str, reserved: Iterable[str] = ()):
         self.s = style
         self.naming = naming
@@ -385,7 +161,7 @@ class Renderer:
             while f"{base}{i}" in taken:
                 i += 1
             return f"{base}{i}"
-        pool = _LETTERS if self.naming == "letters" else _XYZ
+        pool = NAME_POOLS[self.naming]
         k = 0
         while True:
             for c in pool:
@@ -541,7 +317,12 @@ class Renderer:
         paths = _paths(body, x)
         return bool(paths) and all(paths) and typ[0] in ("and", "iff")
 
-    # ---- tactics
+
+
+class Renderer(TermRenderer):
+    """Whole proofs: the tactic script of a style (intro, constructor/refine, case splits, `have`
+    chains, `<;>` combinators), or one term after `by exact` in the term styles."""
+
     def tac(self, t, goal: Formula, sc: Scope) -> tuple[list[str], bool]:
         """Tactic lines proving `goal`; the flag says whether the block is a straight line (no goal splits)."""
         s = self.s
@@ -948,111 +729,3 @@ def _has_case(t) -> bool:
     if t[0] in ("em", "triv"):
         return False
     return any(isinstance(c, tuple) and _has_case(c) for c in t[1:])
-
-
-# --------------------------------------------------------------------------------------------------
-# public API
-
-
-@lru_cache(maxsize=50_000)
-def _analyse(statement: str):
-    name, vars_, hyps, goal = parse_statement(statement)
-    proof = prove(dict(hyps), goal)
-    if proof is None:
-        raise ValueError(f"not a valid theorem: {statement}")
-    reserved = set(vars_) | {n for n, _ in hyps} | {name}
-    return proof, goal, hyps, frozenset(reserved)
-
-
-@lru_cache(maxsize=200_000)
-def render(statement: str, style: str, naming: str = "hnum") -> str:
-    """The proof of `statement` in `style` with hypothesis naming scheme `naming` (deterministic)."""
-    proof, goal, hyps, reserved = _analyse(statement)
-    return Renderer(STYLES[style], naming, reserved).render(proof, goal, list(hyps))
-
-
-def logic_of(statement: str) -> str:
-    return _analyse(statement)[0].logic
-
-
-def render_all(statement: str) -> dict[tuple[str, str], str]:
-    """Every (style, naming) rendering of one theorem."""
-    return {(s, n): render(statement, s, n) for s in STYLES for n in NAMINGS}
-
-
-def style_lengths(statement: str, count: Callable[[str], int] = len, naming: str | None = None) -> dict[str, int]:
-    """Length of the proof in each style (`count`: len for characters, or a tokenizer's counter).
-
-    With `naming=None` the shortest over the naming schemes (the budget a style needs at best)."""
-    out = {}
-    for s in STYLES:
-        namings = NAMINGS if naming is None else (naming,)
-        out[s] = min(count(render(statement, s, n)) for n in namings)
-    return out
-
-
-# styles in the order they are usually shortest (for an early exit in `fits_budget`)
-_COMPACT_FIRST = ("oneliner", "term", "intro_exact", "term_verbose", "structured", "forward", "casework",
-                  "backward", "annotated")
-
-
-def fits_budget(statement: str, budget: int, count: Callable[[str], int] = len) -> bool:
-    """Does some style × naming prove `statement` within `budget` (same as min(style_lengths) <= budget)?"""
-    return any(count(render(statement, s, n)) <= budget for s in _COMPACT_FIRST for n in NAMINGS)
-
-
-def only_rare_fits(lengths: dict[str, int], budget: int) -> bool:
-    """Every common style exceeds the budget while some rare style fits it."""
-    return all(lengths[s] > budget for s in COMMON_STYLES) and any(lengths[s] <= budget for s in RARE_STYLES)
-
-
-def budget_report(statements: list[str], budgets: Iterable[int], count: Callable[[str], int] = len) -> dict:
-    """Per budget: fraction of theorems where a common style fits, where only rare styles fit, where none fits."""
-    lens = [style_lengths(st, count) for st in statements]
-    report = {}
-    for b in budgets:
-        common = sum(any(ln[s] <= b for s in COMMON_STYLES) for ln in lens)
-        rare_only = sum(only_rare_fits(ln, b) for ln in lens)
-        none = sum(all(v > b for v in ln.values()) for ln in lens)
-        n = max(len(lens), 1)
-        report[b] = {"common_fits": common / n, "only_rare_fits": rare_only / n, "none_fits": none / n}
-    return report
-
-
-def sample_style(rng: random.Random) -> tuple[str, str]:
-    return _draw(rng, PRIOR), _draw(rng, NAMINGS)
-
-
-def sample_proofs(statement: str, n: int, rng: random.Random, max_chars: int | None = None, *,
-                  max_tokens: int | None = None, return_styles: bool = False) -> list:
-    """n proofs of `statement`, i.i.d. from the style prior × naming prior (duplicates are expected:
-    the frequencies are the point).  With `max_chars` (characters) and/or `max_tokens`
-    (`lean_tokens`), the prior is conditioned on the proof fitting (the style × naming draws that do
-    not fit are removed and the rest renormalised); if nothing fits, the list is empty.
-    With `return_styles`, items are (proof, style, naming)."""
-    limited = max_chars is not None or max_tokens is not None
-    if limited:
-        fitting = {}
-        for s in STYLES:
-            for nm in NAMINGS:
-                text = render(statement, s, nm)
-                if max_chars is not None and len(text) > max_chars:
-                    continue
-                if max_tokens is not None and lean_tokens(text) > max_tokens:
-                    continue
-                fitting[(s, nm)] = PRIOR[s] * NAMINGS[nm]
-        if not fitting:
-            return []
-    out = []
-    for _ in range(n):
-        if not limited:
-            s, nm = sample_style(rng)
-        else:
-            x = rng.random() * sum(fitting.values())
-            for (s, nm), w in fitting.items():
-                x -= w
-                if x < 0:
-                    break
-        text = render(statement, s, nm)
-        out.append((text, s, nm) if return_styles else text)
-    return out

@@ -15,7 +15,7 @@ classical prover introduces/splits as far as the goal allows, then tries exclude
 provable, so the fallback always succeeds).
 
 Internally `¬a` is unfolded to `a → False` (Lean's definition); the terms do not carry formulas, so a
-renderer re-derives every type from the statement (see `lean_env/prop/proofs.py`).
+renderer re-derives every type from the statement (see `lean_env/propgen/render.py`).
 
 Terms (plain tuples, internal binder names are fresh labels such as `x12`):
 
@@ -586,11 +586,3 @@ def logic(goal: Formula, hyps: Sequence[Formula] = ()) -> str | None:
         return CLASSICAL
     return None
 
-
-def intuitionistically_provable(goal: Formula, hyps: Sequence[Formula] = ()) -> bool:
-    return _search(frozenset(unfold(h) for h in hyps), unfold(goal)) is not None
-
-
-def clear_caches() -> None:
-    _MEMO.clear()
-    _PROVE_CACHE.clear()
