@@ -175,7 +175,7 @@ def bench_round(args, model_path) -> list[str]:
     prompt_ids = encode_prompts(tok, texts)
     backend = get_backend(cfg.verifier.backend, **backend_options(cfg.verifier))
     print(f"round: {len(texts)} theorems x {scfg.samples_per_prompt} samples, {tcfg.objective} "
-          f"(alpha {tcfg.alpha}), batches of {tcfg.batch_size}", flush=True)
+          f"({cfg.train.get(tcfg.objective, {})}), batches of {tcfg.batch_size}", flush=True)
     layouts = {"old": dict(method="loop", buckets=False), "new": dict(method="auto", buckets=True)}
     parts = {name: {} for name in layouts}
     results = {name: [] for name in layouts}
