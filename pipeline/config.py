@@ -83,6 +83,10 @@ class DatasetConfig:
     header: str = ""
     train_limit: int = 0  # 0: all theorems
     eval_limit: int = 0
+    # Theorems the policy is evaluated on after each training round (eval.trajectory_samples): the
+    # training trajectories of the sweep report. Disjoint from train and eval; empty: none.
+    valid_path: str = ""
+    valid_limit: int = 0
 
 
 def _options_section(backend: str) -> type:
@@ -263,6 +267,11 @@ class EvalConfig:
     ks: list = field(default_factory=list)
     temperature: float = 1.0
     top_p: float = 1.0
+    # Trajectories: samples per validation theorem (dataset.valid_path) with which the policy is
+    # evaluated before training (round 0) and after every `trajectory_every` rounds and the last;
+    # 0: no trajectory. The sweep report draws each method's path through (pass@1, pass@n).
+    trajectory_samples: int = 0
+    trajectory_every: int = 1
 
 
 @dataclass

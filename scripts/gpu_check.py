@@ -55,7 +55,7 @@ def ensure_packages(wheels: str | None) -> None:
 def sizes(dry_run: bool, args) -> dict:
     """Hydra overrides for each part; the dry run shrinks everything to seconds on a CPU."""
     if dry_run:
-        model = ["model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1", "model.num_heads=1",
+        model = ["model=tiny_prop_scratch", "model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1", "model.num_heads=1",
                  "model.vocab_size=384"]
         return {"model": model,
                 "pretrain": ["pretrain.steps=20", "pretrain.extra_theorems=100", "pretrain.proofs_per_theorem=4",
@@ -63,7 +63,7 @@ def sizes(dry_run: bool, args) -> dict:
                 "data": ["dataset.train_limit=8", "sampler.samples_per_prompt=4", "sampler.max_new_tokens=24",
                          "sampler.prompts_per_shard=8"],
                 "train": ["train.batch_size=16", "train.checkpoint_every_steps=100"]}
-    return {"model": [],  # the default tiny_prop shape
+    return {"model": ["model=tiny_prop_scratch"],  # pretrained here, in the shipped model's shape
             "pretrain": [f"pretrain.steps={args.pretrain_steps}", "pretrain.checkpoint_every=100000"],
             "data": [f"dataset.train_limit={args.train_theorems}", "sampler.samples_per_prompt=16",
                      "sampler.batch_size=512", "sampler.prompts_per_shard=256"],

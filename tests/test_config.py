@@ -34,16 +34,22 @@ def test_every_experiment_composes(experiment):
     validate(_compose([f"+experiment={experiment}"]))
 
 
-def test_pretrain_long_sets_steps_and_shape_and_the_command_line_still_wins():
-    default, long = _compose([]), _compose(["pretrain=long"])
-    validate(long)
-    assert long.pretrain.steps == 22680 and default.pretrain.steps == 3000
-    assert (long.model.hidden_size, long.model.intermediate_size) == (96, 288)
-    assert (default.model.hidden_size, default.model.intermediate_size) == (128, 384)
-    swept = _compose(["+experiment=alpha_sweep", "pretrain=long", "model.hidden_size=128"])
+def test_the_default_model_is_the_shipped_one_and_scratch_reproduces_its_recipe():
+    from pipeline.data import resolve_path
+
+    default, scratch = _compose([]), _compose(["model=tiny_prop_scratch"])
+    assert default.model.path == "pkg://pipeline/assets/tiny_prop" and scratch.model.path == ""
+    assert (resolve_path(default.model.path) / "config.json").exists()
+    # the shipped model's recipe is the default pretraining, with the shipped shape
+    assert default.pretrain.steps == scratch.pretrain.steps == 22680
+    assert (scratch.model.hidden_size, scratch.model.intermediate_size) == (96, 288)
+    quick = _compose(["model=tiny_prop_scratch", "pretrain=quick"])
+    validate(quick)
+    assert quick.pretrain.steps == 3000 and quick.model.path == ""
+    swept = _compose(["+experiment=alpha_sweep", "model=tiny_prop_scratch", "pretrain=quick", "pretrain.steps=10"])
     validate(swept)
-    assert swept.model.hidden_size == 128 and swept.pretrain.steps == 22680
-    assert swept.dataset.eval_limit == 50  # the experiment's own settings survive
+    assert swept.pretrain.steps == 10 and swept.model.path == ""  # the command line wins
+    assert _compose(["+experiment=smoke"]).model.path == ""  # the smoke run pretrains from scratch
 
 
 @pytest.mark.parametrize("train", TRAIN_CONFIGS)

@@ -96,7 +96,7 @@ def test_toy_alpha_sweep_runs_jobs_in_parallel_and_reports(clean_run):
     out, _, _ = clean_run
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     env.pop("DMVR_FAULT", None)
-    smoke = ["model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1", "model.num_heads=2",
+    smoke = ["model.path=", "model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1", "model.num_heads=2",
              "model.vocab_size=384", "pretrain.extra_theorems=100", "pretrain.proofs_per_theorem=4",
              "pretrain.steps=60", "pretrain.batch_size=32", "pretrain.checkpoint_every=20",
              "dataset.train_limit=24", "dataset.eval_limit=12", "sampler.samples_per_prompt=4",

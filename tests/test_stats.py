@@ -78,8 +78,8 @@ def _table(counts) -> pd.DataFrame:
     return t
 
 
-def _run(job, method, objective, alpha=None, seed=0, family=None) -> Run:
-    summary = {"method": method, "objective": objective, "alpha": alpha, "seed": seed, "family": family,
+def _run(job, method, objective, alpha=None, seed=0) -> Run:
+    summary = {"method": method, "objective": objective, "alpha": alpha, "seed": seed,
                "trained": {"pass@1": 0.0}, "base": {"pass@1": 0.0}}
     return Run(job, Path("."), summary, method)
 
@@ -177,7 +177,7 @@ def _alpha_sweep(p1_trend: int, lost_grpo: int, lost_low: int, noise: float = 0.
     grpo = BASE.copy()
     grpo[30:30 + lost_grpo] = 0
     tables["g"] = _table(grpo)
-    runs.append(_run("g", "GRPO", "grpo", family="grpo"))
+    runs.append(_run("g", "GRPO", "grpo"))
     return _panel(tables), group_methods(runs)
 
 

@@ -318,3 +318,19 @@ def test_reseeded_runs_are_one_row_with_seed_and_paired_tables(tmp_path):
     assert len(pd.read_csv(outputs["pairs_csv"])) == 5 * 4 // 2  # every pair of the five methods
     claims = pd.read_csv(outputs["claims_csv"])
     assert set(claims["verdict"]) <= {"reproduced", "contradicted", "inconclusive at this power", "not testable"}
+
+
+def test_trajectories_are_drawn_and_tabled_when_runs_have_them(tmp_path):
+    sweep = make_sweep(tmp_path)
+    for job, slope in (("0", 0.05), ("2", 0.1)):
+        path = sweep / job / "run_summary.json"
+        summary = json.loads(path.read_text())
+        summary["trajectory"] = [{"round": r, "steps": 8 * r, "k": 16, "pass@1": 0.3 + slope * r,
+                                  "pass@16": 0.7 - slope * r / 2} for r in range(4)]
+        path.write_text(json.dumps(summary, ensure_ascii=False))
+    outputs = report_sweep(sweep, wandb_mode="disabled")
+    assert outputs["trajectories_png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(sweep / "report" / "trajectories.csv")
+    assert set(table["method"]) == {"α-DPG α=0.5", "GRPO (KL)"} and len(table) == 8
+    grpo = table[table["method"] == "GRPO (KL)"].sort_values("round")
+    assert grpo["pass@1"].tolist() == pytest.approx([0.3, 0.4, 0.5, 0.6])

@@ -50,8 +50,10 @@ class Method:
 
     @property
     def is_grpo(self) -> bool:
-        """A plain GRPO run (the paper's RL baseline; its diversity-preserving variants are not)."""
-        return self.summary.get("family") == "grpo"
+        """A run of the registered `grpo` objective (every KL setting of it, Dr. GRPO included): the
+        paper's RL baseline. DS-GRPO, Rewarding the Unlikely, MARA and DPH-RL are objectives of their
+        own, built to keep diversity, and are not what the claims call GRPO."""
+        return self.summary.get("objective") == "grpo"
 
 
 def group_methods(runs: list[Run]) -> list[Method]:

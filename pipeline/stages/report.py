@@ -58,6 +58,7 @@ def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucke
     """What the sweep report reads from each job's folder (pipeline/reporting/sweep.py)."""
     cfg = ctx.cfg
     base, trained = _read(base_eval, "summary.json"), _read(trained_eval, "summary.json")
+    trajectory = []
     if cfg.train.objective == NO_TRAINING:
         budget = {"rounds": 0, "steps": 0, "train_samples": 0}
     else:
@@ -65,6 +66,7 @@ def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucke
         # the budget and the loss scale, equal across the methods of a sweep, and how often the clip bit
         budget = {"rounds": cfg.train.rounds, **{k: train_meta.get(k) for k in (
             "steps", "train_samples", "loss_agg", "clipped_step_frac", "grad_norm_mean")}}
+        trajectory = train_meta.get("trajectory") or []  # the policy on the validation split, round by round
     if trained.get("token_cost") is not None:  # power sampling: its extra sampling cost is part of its budget
         budget["sampling_token_cost"] = trained["token_cost"]
     verdicts = {"base": base_eval.meta["verdicts_path"], "trained": trained_eval.meta["verdicts_path"]}
@@ -77,6 +79,7 @@ def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucke
         # how the policy was sampled at evaluation: a power run is told apart by sampler.name == power
         "sampler": {"name": cfg.sampler.name, **({"gamma": float(cfg.sampler.gamma)} if power_sampling(cfg) else {})},
         "budget": budget,
+        "trajectory": trajectory,
         "ks": sorted(int(k.split("@")[1]) for k in base if k.startswith("pass@")),
         "base": base, "trained": trained,
         "buckets": _read(buckets, "transitions.json"),

@@ -21,6 +21,7 @@ same weights as an uninterrupted one (same seed, CPU).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -38,7 +39,7 @@ from pipeline.prompts import build_prompts, proofs_for
 from pipeline.faults import maybe_die
 from pipeline.model import completion_logprobs, encode_prompts, load, model_dir, resolve_device
 from pipeline.objectives import ObjectiveBatch
-from pipeline.store import Artifact, read_parquet, write_parquet
+from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 
 # 2: steps without gradient signal are skipped (train.skip_empty_steps)
 # 3: per-objective config sections, one loss scale, budget on policy samples, warm-up, exact micro-batching
@@ -61,6 +62,8 @@ def run(ctx: Context) -> Artifact:
         key_cfg["sampler"] = {k: cfg.sampler[k] for k in ("samples_per_prompt", "temperature", "top_p", "max_new_tokens")}
         if plain_sampler(cfg.sampler) == "hf":  # the decode path decides which tokens a seed draws
             key_cfg["sampler"]["method"] = cfg.sampler.get("method", "auto")
+    if trajectory_settings(cfg):  # off: the key it always had
+        key_cfg["trajectory"] = trajectory_settings(cfg)
     inputs = {"base": base, "base_samples": base_samples}
     # FSDP: every torchrun rank trains together (the store's lock would admit one), rank 0 commits
     collective = distributed.setup() if cfg.train.strategy == "fsdp" else None
@@ -73,6 +76,16 @@ def run(ctx: Context) -> Artifact:
 
     return ctx.build("train", key_cfg, make, inputs=inputs, version=VERSION, collective=collective,
                      detail=lambda art: f"{art.meta['steps']} steps" if art.done else "")
+
+
+def trajectory_settings(cfg) -> dict | None:
+    """What the training trajectory depends on (None when it is off)."""
+    e, d = cfg.eval, cfg.dataset
+    if not int(e.get("trajectory_samples", 0)) or not d.get("valid_path"):
+        return None
+    return {"valid": [d.valid_path, int(d.valid_limit)], "n": int(e.trajectory_samples),
+            "every": int(e.trajectory_every), "temperature": float(e.temperature), "top_p": float(e.top_p),
+            "max_new_tokens": int(cfg.sampler.max_new_tokens), "seed": int(cfg.sampler.seed)}
 
 
 def train_key(tcfg) -> dict:
@@ -139,6 +152,8 @@ class Trainer:
         started, tokens = time.time(), 0
         planned = self.planned_steps()
         for rnd in range(self.position[0], self.tcfg.rounds):
+            if self.position[1:] == (0, 0, 0):  # the policy after `rnd` rounds, before any step of this one
+                self._trajectory_point(rnd)
             parts = self._round_parts(rnd)
             for part in range(self.position[1] if rnd == self.position[0] else 0, len(parts)):
                 data = self._round_data(rnd, part, parts[part])
@@ -166,6 +181,7 @@ class Trainer:
                 self.position = (rnd, part + 1, 0, 0)
             self.position = (rnd + 1, 0, 0, 0)
             self._checkpoint()
+        self._trajectory_point(self.tcfg.rounds, final=True)
         if self.backend is not None:
             self.backend.close()
         if self.vllm is not None:
@@ -177,7 +193,7 @@ class Trainer:
                 "skipped_steps": self.skipped_steps, "planned_steps": planned,
                 "clipped_step_frac": self.clipped_steps / taken if taken else 0.0,
                 "grad_norm_mean": self.grad_norm_sum / taken if taken else 0.0,
-                "seconds": time.time() - started}
+                "trajectory": self._trajectory(), "seconds": time.time() - started}
 
     def planned_steps(self) -> int:
         """The optimiser steps the config asks for (the warm-up's length is a fraction of it): every
@@ -304,6 +320,60 @@ class Trainer:
                                 progress=self.cfg.progress, prompt_style=self.cfg.model.prompt_style)
         df["verdict"] = [r.verdict for r in results]
         return _decided(df).assign(sampled_by="policy")
+
+    # ---- the training trajectory: the policy on the validation split, round by round
+
+    def _trajectory(self) -> list[dict]:
+        path = self.work / "trajectory.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def _trajectory_point(self, rnd: int, final: bool = False) -> None:
+        """pass@1 and pass@n of the policy after `rnd` rounds on the validation theorems (n samples
+        each, the same seed every round, so rounds differ by the policy, not by the draws). Kept in
+        trajectory.json, so a resumed run skips the points it has."""
+        settings = trajectory_settings(self.cfg)
+        if settings is None or not (final or rnd % max(1, settings["every"]) == 0):
+            return
+        points = self._trajectory()
+        if any(p["round"] == rnd for p in points):
+            return
+        from lean_env.verifier import Item, get_backend
+        from pipeline.config import backend_options
+        from pipeline.reporting.metrics import pass_at_k
+        from pipeline.stages.verify import open_cache, per_theorem, verify_proofs
+
+        if plain_sampler(self.cfg.sampler) == "vllm":
+            self._save_policy_for_sampler()  # the engine samples what the folder holds; every rank gathers
+        if self.dist.main:
+            theorems = load_theorems(self.cfg.dataset.valid_path, self.cfg.dataset.valid_limit)
+            texts = build_prompts(self.cfg, theorems, self.tokenizer)
+            self.policy.eval()
+            n = settings["n"]
+            records = self._draw()(texts, n=n, temperature=settings["temperature"], top_p=settings["top_p"],
+                                   max_new_tokens=settings["max_new_tokens"], batch_size=self.cfg.sampler.batch_size,
+                                   seed=_seed(settings["seed"], 7919), progress=self.cfg.progress,
+                                   desc=f"round {rnd} validation")
+            df = pd.DataFrame(records)
+            df["theorem_id"] = theorems["id"].to_numpy()[df["prompt_idx"]]
+            df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
+            df["proof"] = proofs_for(self.cfg, df["statement"], [texts[i] for i in df["prompt_idx"]], df["completion"])
+            vcfg = self.cfg.verifier
+            if self.backend is None:
+                self.backend = get_backend(vcfg.backend, **backend_options(vcfg))
+            results = verify_proofs([Item(f"{r.theorem_id}#{r.sample_idx}", r.statement, r.proof) for r in df.itertuples()],
+                                    self.backend, cache=open_cache(self.ctx), timeout=vcfg.timeout,
+                                    workers=vcfg.workers, progress=self.cfg.progress,
+                                    prompt_style=self.cfg.model.prompt_style)
+            counts = per_theorem(df.assign(verdict=[r.verdict for r in results]))
+            counts = counts[counts["n"] > 0]
+            point = {"round": rnd, "steps": self.step, "k": n,
+                     "pass@1": float(np.mean([pass_at_k(int(a), int(c), 1) for a, c in zip(counts.n, counts.c)])),
+                     f"pass@{n}": float(np.mean([pass_at_k(int(a), int(c), min(n, int(a)))
+                                                 for a, c in zip(counts.n, counts.c)]))}
+            write_json(self.work / "trajectory.json", points + [point])
+            self.ctx.log.log({f"valid_{k}": v for k, v in point.items() if k.startswith("pass@")}, step=self.step,
+                             stage="train")
+        self.dist.barrier()
 
     def _draw(self):
         """The sampling function for this round: `hf` samples from the policy in memory; `vllm` keeps
