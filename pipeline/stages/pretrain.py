@@ -352,6 +352,8 @@ def _helper(rank: int, world: int, init_file: str, work: str, cfg_container: dic
             train_step(model, optimizer, scheduler, batches.batch(step), prompt_ids, completion_ids,
                        tokenizer.pad_token_id, float(cfg.pretrain.prompt_loss_weight), rank, world)
             step += 1
+        # the last all-reduce may still be reading from rank 0: leave only when every rank is done
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
@@ -508,6 +510,8 @@ class Pretrainer:
         """Wait for the helpers (after the last step) or end them (`check=False`: this process failed)."""
         if not helpers:
             return
+        if check:  # a normal end: wait until every rank has finished its last exchange
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
         torch.set_num_threads(threads)
         for h in helpers:
