@@ -282,6 +282,8 @@ class RootConfig:
     experiment: str = "default"
     # The run's name in reports; empty: the objective's own title. An objective with a sweep axis
     # (α-DPG) always gets the axis value it trained with appended (method_label).
+    # A line the sweep report prints above its tables (e.g. "too small to conclude" for a first look)
+    report_note: str = ""
     method: str = ""
     stages: list = field(default_factory=lambda: list(STAGES))  # default: every stage (pipeline/stages)
     # torch CPU threads of this process (0: torch's default, every core). A sweep running N jobs in
