@@ -124,9 +124,6 @@ class SweepReport(Callback):
                   file=sys.stderr, flush=True)
 
 
-SweepReportCallback = SweepReport  # the same callback under a longer name
-
-
 def report_arguments(config: DictConfig, wandb_mode: str | None, project: str | None, group: str | None) -> dict:
     """Sweep folder and W&B settings: the callback's own arguments first, then the logger config."""
     backend = OmegaConf.select(config, "logger.backend", default="wandb")

@@ -296,6 +296,8 @@ class RootConfig:
     experiment: str = "default"
     # The run's name in reports; empty: the objective's own title. An objective with a sweep axis
     # (α-DPG) always gets the axis value it trained with appended (method_label).
+    # A line the sweep report prints above its tables (e.g. "too small to conclude" for a first look)
+    report_note: str = ""
     method: str = ""
     stages: list = field(default_factory=lambda: list(STAGES))  # default: every stage (pipeline/stages)
     # torch CPU threads of this process (0: torch's default, every core). A sweep running N jobs in
@@ -357,10 +359,12 @@ def validate(cfg) -> None:
         raise ValueError(f"model.prompt_style={cfg.model.prompt_style} prompts with a Lean file: dataset.header "
                          f"(the benchmark's imports and options) must be set; dataset={cfg.dataset.name} has none")
     t = cfg.train
-    if t.strategy not in ("none", "fsdp"):
-        raise ValueError(f"train.strategy={t.strategy!r}: expected 'none' or 'fsdp'")
-    if t.precision not in ("fp32", "bf16"):
-        raise ValueError(f"train.precision={t.precision!r}: expected 'fp32' or 'bf16'")
+    from pipeline.distributed import PRECISIONS, STRATEGIES
+
+    if t.strategy not in STRATEGIES:
+        raise ValueError(f"train.strategy={t.strategy!r}: expected one of {list(STRATEGIES)}")
+    if t.precision not in PRECISIONS:
+        raise ValueError(f"train.precision={t.precision!r}: expected one of {list(PRECISIONS)}")
     if t.strategy == "none" and (t.precision != "fp32" or t.cpu_offload):
         raise ValueError("train.precision and train.cpu_offload are FSDP options (train.strategy=fsdp); "
                          "one process computes in model.dtype")

@@ -334,3 +334,14 @@ def test_trajectories_are_drawn_and_tabled_when_runs_have_them(tmp_path):
     assert set(table["method"]) == {"α-DPG α=0.5", "GRPO (KL)"} and len(table) == 8
     grpo = table[table["method"] == "GRPO (KL)"].sort_values("round")
     assert grpo["pass@1"].tolist() == pytest.approx([0.3, 0.4, 0.5, 0.6])
+
+
+def test_a_report_note_of_the_runs_heads_the_tables(tmp_path):
+    sweep = make_sweep(tmp_path)
+    for job in ("0", "1"):
+        path = sweep / job / "run_summary.json"
+        summary = json.loads(path.read_text())
+        summary["note"] = "A first look: too small to conclude."
+        path.write_text(json.dumps(summary, ensure_ascii=False))
+    md = report_sweep(sweep, wandb_mode="disabled")["table_md"].read_text()
+    assert md.splitlines()[2] == "> **A first look: too small to conclude.**" and md.count("too small") == 1

@@ -116,6 +116,7 @@ def report_sweep(sweep_dir, *, wandb_mode: str | None = None, project: str = "dm
 
     panel = load_panel(runs, columns)
     stats = paired_statistics(panel, methods, per_method)
+    stats["notes"] = sorted({str(r.summary["note"]) for r in runs if r.summary.get("note")})
     table = build_table(rows, ks, base, base_div, [d for _, d in per_method])
     table = add_standard_errors(table, panel, methods, columns, stats.get("gains"))
 

@@ -272,8 +272,9 @@ def write_markdown(table: pd.DataFrame, ks: list[int], path: Path, title: str, s
         ("Reseeding: each seed, and which differences survive it", seeds_markdown(stats, ks)),
         ("Budget", markdown_table(table, key + ["objective", "mode", "job"] + budget)),
     ]
-    text = f"# {title}\n\nPairwise differences between every two methods: `pairs.md`.\n\n" if stats.get(
-        "pairs") is not None else f"# {title}\n\n"
+    text = f"# {title}\n\n" + "".join(f"> **{note}**\n\n" for note in stats.get("notes", []))
+    if stats.get("pairs") is not None:
+        text += "Pairwise differences between every two methods: `pairs.md`.\n\n"
     text += "".join(f"## {name}\n\n{body}\n" for name, body in sections if body)
     if skipped:
         text += "## Skipped job folders\n\n" + "".join(f"- {s}\n" for s in skipped)

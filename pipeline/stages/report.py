@@ -73,6 +73,7 @@ def run_summary(ctx: Context, base_eval: Artifact, trained_eval: Artifact, bucke
     axis = sweep_axis(cfg)  # the registry says which runs are points on the α axis
     return {
         "experiment": cfg.experiment, "method": method_label(cfg), "objective": cfg.train.objective,
+        "note": cfg.get("report_note", ""),
         "seed": int(cfg.train.seed),  # runs of one method that differ by seed are reseedings of it
         "alpha": axis["value"] if axis and axis["name"] == "alpha" else None,
         "mode": "" if cfg.train.objective == NO_TRAINING else cfg.train.mode,
