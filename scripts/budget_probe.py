@@ -62,7 +62,7 @@ def run_pipeline(out: Path, method: str, overrides: list[str], threads: int) -> 
     """Train and evaluate one (method, budget) through the pipeline: the artifact folders it printed
     (stage -> path) and its run folder."""
     run_dir = out / "runs" / method / f"{abs(hash(tuple(overrides))) % 10**8:08d}"
-    cmd = [sys.executable, "-m", "pipeline", "stages=[bucket]", f"+method={method}", f"output_dir={out}",
+    cmd = [sys.executable, "-m", "pipeline", "stages=[train,evaluate_base,evaluate,bucket]", f"+method={method}", f"output_dir={out}",
            f"threads={threads}", "logger.backend=none", "progress=false", f"hydra.run.dir={run_dir}", *overrides]
     print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
