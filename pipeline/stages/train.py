@@ -45,7 +45,8 @@ from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 # 3: per-objective config sections, one loss scale, budget on policy samples, warm-up, exact micro-batching
 # 4: scoring and steps share each prompt's forward pass and run in length buckets (completion_logprobs):
 #    the same numbers up to float rounding
-VERSION = 4
+# 5: online samples drawn with train.seed too (a reseeding reseeds the rollouts)
+VERSION = 5
 
 
 def run(ctx: Context) -> Artifact:
@@ -307,7 +308,9 @@ class Trainer:
         records = draw(texts,
                        n=scfg.samples_per_prompt, temperature=scfg.temperature, top_p=scfg.top_p,
                        max_new_tokens=scfg.max_new_tokens, batch_size=scfg.batch_size,
-                       seed=_seed(scfg.seed, rnd, part), progress=self.cfg.progress, desc=f"round {rnd} sample")
+                       # a reseeded run (train.seed) draws its own samples too
+                       seed=_seed(scfg.seed, self.tcfg.seed, rnd, part), progress=self.cfg.progress,
+                       desc=f"round {rnd} sample")
         df = pd.DataFrame(records)
         df["theorem_id"] = theorems["id"].to_numpy()[df["prompt_idx"]]
         df["statement"] = theorems["statement"].to_numpy()[df["prompt_idx"]]
