@@ -52,8 +52,8 @@ class PretrainConfig:
     # Weight of an auxiliary next-token loss on the prompt (the statement), which the model reads
     # anyway: learning to predict formulas costs no extra compute (0: completion loss only).
     prompt_loss_weight: float = 0.5
-    # Small batches: throughput per token is the same from 16 to 128 sequences on a CPU, and more
-    # steps per token learn faster (held-out loss after 2 M tokens: 0.81 at 16, 1.00 at 64).
+    # Small batches: on a CPU a token costs the same in a batch of 16 as in one of 128, and more steps
+    # per token learn faster (the measurements behind this: docs/results.md).
     steps: int = 3000
     batch_size: int = 16
     lr: float = 2e-3

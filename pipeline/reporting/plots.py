@@ -175,7 +175,7 @@ def _paired_bars(data: pd.DataFrame, xcol: str, ycol: str):
 
     x, y = extent(xcol), extent(ycol)
     if x is not None and y is not None:
-        return x, y, "95 % interval of the gain over the base, paired over theorems (pairs of runs: pairs.md)"
+        return x, y, "95 % CI of the gain over the base, paired over theorems"
     xse, yse = data.get(f"{xcol}_se"), data.get(f"{ycol}_se")
     if xse is None or yse is None or not (xse.notna().any() or yse.notna().any()):
         return None
@@ -186,7 +186,7 @@ def _paired_bars(data: pd.DataFrame, xcol: str, ycol: str):
 def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitle: str) -> None:
     xcol, ycol = "pass@1", f"pass@{max_k}"
     data = table.dropna(subset=[xcol, ycol]).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(9, 6.8))
+    fig, ax = plt.subplots(figsize=(10, 7.2))
     ax.set_xlim(*_nice_limits(data[xcol].to_numpy(float)))
     ax.set_ylim(*_nice_limits(data[ycol].to_numpy(float)))
 
@@ -236,8 +236,10 @@ def plot_pareto(table: pd.DataFrame, max_k: int, path: Path, title: str, subtitl
     ax.grid(alpha=0.3)
     ax.annotate("better ↗", xy=(0.98, 0.98), xycoords="axes fraction", ha="right", va="top",
                 fontsize=9, color="0.35")
-    legend = fig.legend(loc="lower center", ncol=3, fontsize=8, frameon=False)
-    legend_rows = math.ceil(len(legend.get_texts()) / 3)
+    # below the axes, in as many columns as fit the figure's width (long labels take two)
+    ncol = 3 if max(len(t) for t in ax.get_legend_handles_labels()[1]) > 40 else 4
+    legend = fig.legend(loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    legend_rows = math.ceil(len(legend.get_texts()) / ncol)
     fig.tight_layout(rect=(0, 0.01 + 0.025 * legend_rows, 1, 1))  # the legend below the axes, no more
     _place_labels(ax, data[xcol].tolist(), data[ycol].tolist(), [_short_label(r) for _, r in data.iterrows()])
     fig.savefig(path, dpi=130)
@@ -327,32 +329,53 @@ def trajectory_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _trajectory_panels(trajectories: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The methods in three panels: α-DPG by α, the runs of the `grpo` objective (the paper's RL
+    baseline), and the other baselines; one panel when there are few runs."""
+    methods = list(dict.fromkeys(trajectories["method"]))
+    first = trajectories.drop_duplicates("method").set_index("method")
+    alpha = [m for m in methods if not pd.isna(first.loc[m, "alpha"])]
+    grpo = [m for m in methods if m not in alpha and first.loc[m, "objective"] == "grpo"]
+    rest = [m for m in methods if m not in alpha and m not in grpo]
+    panels = [(name, ms) for name, ms in (("α-DPG", alpha), ("GRPO", grpo), ("other baselines", rest)) if ms]
+    return panels if len(methods) > 6 else [("all runs", methods)]
+
+
 def plot_trajectories(trajectories: pd.DataFrame, path: Path, title: str) -> None:
     """Each method's path through the precision–coverage plane on the validation split, round by round,
-    from the base model (round 0, a black star) to the policy it ended with (its marker)."""
+    from the base model (round 0, a black star) to the policy it ended with (its marker); the methods
+    in panels (α-DPG, GRPO, the other baselines) on shared axes, every other path faint behind."""
     k = int(trajectories["k"].max())
-    fig, ax = plt.subplots(figsize=(9, 6.8))
-    methods = list(dict.fromkeys(trajectories["method"]))
+    ycol = f"pass@{k}"
+    panels = _trajectory_panels(trajectories)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6), sharex=True, sharey=True,
+                             squeeze=False)
     table = trajectories.drop_duplicates("method").assign(gamma=np.nan, token_cost=np.nan)
     styles = dict(zip(table["method"], _line_styles(table)))
-    for method in methods:
-        path_ = trajectories[trajectories["method"] == method].sort_values("round")
-        style = dict(styles[method])
-        marker, ms = style.pop("marker", "o"), style.pop("ms", 5)
-        ax.plot(path_["pass@1"], path_[f"pass@{k}"], **{**style, "lw": 1.2}, marker=".", ms=4, label=method)
-        last = path_.iloc[-1]
-        ax.plot([last["pass@1"]], [last[f"pass@{k}"]], marker=marker, ms=ms + 4, ls="none",
-                color=style.get("color"), mec="black", mew=0.6)
     start = trajectories[trajectories["round"] == 0]
-    if len(start):
-        ax.scatter(start["pass@1"].mean(), start[f"pass@{k}"].mean(), marker="*", s=260, color="black", zorder=5,
-                   label="base model (round 0)")
-    ax.set_xlabel("pass@1 on the validation split — precision")
-    ax.set_ylabel(f"pass@{k} on the validation split — coverage")
-    ax.set_title(f"{title}\neach method's path, round by round (small dots), to its final policy (marker)",
-                 fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    for ax, (name, methods) in zip(axes[0], panels):
+        for other in dict.fromkeys(trajectories["method"]):
+            if other not in methods:
+                faint = trajectories[trajectories["method"] == other].sort_values("round")
+                ax.plot(faint["pass@1"], faint[ycol], color="0.85", lw=0.8, zorder=1)
+        for method in methods:
+            path_ = trajectories[trajectories["method"] == method].sort_values("round")
+            style = dict(styles[method])
+            marker, ms = style.pop("marker", "o"), style.pop("ms", 5)
+            ax.plot(path_["pass@1"], path_[ycol], **{**style, "lw": 1.3}, marker=".", ms=4, label=method, zorder=3)
+            last = path_.iloc[-1]
+            ax.plot([last["pass@1"]], [last[ycol]], marker=marker, ms=ms + 4, ls="none",
+                    color=style.get("color"), mec="black", mew=0.6, zorder=4)
+        if len(start):
+            ax.scatter(start["pass@1"].mean(), start[ycol].mean(), marker="*", s=220, color="black", zorder=5,
+                       label="base model (round 0)")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("pass@1 on the validation split")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7.5, ncol=2, frameon=False)
+    axes[0][0].set_ylabel(f"pass@{k} on the validation split")
+    fig.suptitle(f"{title}: each method's path round by round (dots) to its final policy (marker); "
+                 "validation-split noise is large, compare start and end", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -151,8 +151,7 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int = 1, temperature:
     `progress` shows a tqdm bar; `bar` is an existing tqdm bar to advance instead (the sample stage
     keeps one bar over all its shards). `num_threads` > 0 sets torch's CPU threads for the call (and
     restores them after): a decode step of a tiny model is a few hundred small ops, and with more than
-    one thread on a busy CPU every op waits for the slowest thread (1 thread: ~100 samples/s where 2
-    threads gave 5 on the shared 2-core machine)."""
+    one thread on a busy CPU every op waits for the slowest thread (measurements: docs/results.md)."""
     if n < 1 or max_new_tokens < 1 or batch_size < 1:
         raise ValueError("n, max_new_tokens and batch_size must be >= 1")
     if temperature < 0 or not 0.0 < top_p <= 1.0:
