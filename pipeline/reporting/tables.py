@@ -148,6 +148,8 @@ def _ci(row, prefix: str, digits: int = 3) -> str:
     if f"{prefix}_lo" not in row or pd.isna(row.get(prefix)):
         return ""
     sign = "+" if digits else ""
+    if pd.isna(row[f"{prefix}_lo"]):  # a statistic across seeds (mean, sd) has no interval over theorems
+        return f"{row[prefix]:{sign}.{digits}f}"
     return (f"{row[prefix]:{sign}.{digits}f} [{row[f'{prefix}_lo']:{sign}.{digits}f}, "
             f"{row[f'{prefix}_hi']:{sign}.{digits}f}]")
 
