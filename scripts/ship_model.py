@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--name", default="tiny_prop")
     ap.add_argument("--command", default="", help="the command that made RUN_DIR, as typed")
+    ap.add_argument("--reproduce", default="", help="the command that reproduces it with today's configs")
     ap.add_argument("--commit", default="", help="the commit it ran at (default: HEAD)")
     ap.add_argument("--evaluation", type=Path, default=None, help="run folder of the base evaluation")
     args = ap.parse_args()
@@ -61,6 +62,7 @@ def main() -> None:
         f"# {args.name}: provenance",
         "",
         f"- Made by: `{args.command or '(not given)'}`",
+        *([f"- Reproduce with: `{args.reproduce}`"] if args.reproduce else []),
         f"- At commit: `{commit}`",
         f"- Artifact: `pretrain/{meta['key']}` (the store key of that run; `meta.json` spec below)",
         f"- Parameters: {meta.get('parameters'):,}; steps: {meta.get('steps'):,}; final loss "
@@ -81,7 +83,8 @@ def main() -> None:
     if args.evaluation:
         bucket = json.loads((artifact_path(args.evaluation, "bucket") / "transitions.json").read_text())
         summary = json.loads((artifact_path(args.evaluation, "evaluate[base]") / "summary.json").read_text())
-        passk = ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if k.startswith("pass@"))
+        passk = ", ".join(f"{k} {summary[k]:.3f}" for k in sorted(
+            (k for k in summary if k.startswith("pass@")), key=lambda k: int(k.split("@")[1])))
         counts = bucket["base_counts"]
         n = sum(counts.values())
         lines += ["", "## Evaluation (whole eval split)", "",

@@ -85,10 +85,16 @@ def _external(ctx: Context) -> Artifact:
     return ctx.build("pretrain", key, make, version=EXTERNAL_VERSION, detail=lambda art: f"external model {target}")
 
 
+# Files of a model folder that say how it was made, not what it is: a new provenance note or
+# training log must not invalidate everything computed from the model.
+_NOT_THE_MODEL = (".md", ".csv", ".yaml", ".yml")
+
+
 def folder_hash(folder: Path) -> str:
-    """sha256 over the names and bytes of a model folder's files (a few MB for the embedded model)."""
+    """sha256 over the names and bytes of a model folder's files (its weights, config and tokenizer;
+    a few MB for the embedded model), leaving out its documentation."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix not in _NOT_THE_MODEL):
         digest.update(str(file.relative_to(folder)).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
