@@ -12,16 +12,9 @@ import torch
 from pipeline.model import encode_prompts, new_model, pack_left, position_ids_from_mask
 from pipeline.sampling import fast
 from pipeline.sampling import hf as sampler
+from tests.test_sampler import COMPLETIONS, PROMPTS, tiny  # noqa: F401 (tiny: a fixture)
 from tests.tiny_lm import fit_tiny_lm
 
-PROMPTS = ["theorem a (p q : Prop) : p ∧ q → q ∧ p := by", "theorem b (p : Prop) : p → ¬¬p := by",
-           "theorem c (p q r : Prop) : (p → q) → (q → r) → p → r := by"]
-COMPLETIONS = ["\n  intro h\n  exact ⟨h.2, h.1⟩", " exact fun hp hnp => hnp hp", "\n  intro h1 h2 h3\n  exact h2 (h1 h3)"]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return fit_tiny_lm(PROMPTS, COMPLETIONS, num_layers=2, max_length=256, steps=40)
 
 
 @pytest.fixture(scope="module")

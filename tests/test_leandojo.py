@@ -17,6 +17,11 @@ from lean_env.leandojo.backend import LeanDojoBackend, split_tactics
 from lean_env.verifier import BackendUnavailableError, Item, get_backend
 
 STATEMENT = "theorem t (p : Prop) (h : p) : p"
+# Proofs that exercise every path of the backend, and their verdicts (tests/test_leandojo_real.py
+# runs the same against the real package).
+PROOFS = ["by exact h", "by\n  intro x\n  exact h", "by nonsense", "by sorry", "by\n  intro x",
+          "by\n  exact h\n  intro x", "fun x => x", "by slow", "by crash", "by exact h"]
+VERDICTS = ["pass", "pass", "fail", "fail", "fail", "fail", "error", "timeout", "error", "pass"]
 
 
 @pytest.fixture
@@ -53,13 +58,9 @@ def test_missing_repo_or_index_is_a_clear_error(fake_dojo, tmp_path):
 
 
 def test_verdicts(fake_dojo, index):
-    proofs = ["by exact h", "by\n  intro x\n  exact h", "by nonsense", "by sorry", "by\n  intro x",
-              "by\n  exact h\n  intro x", "fun x => x", "by slow", "by crash", "by exact h"]
-    items = [Item(i, STATEMENT, p) for i, p in enumerate(proofs)]
+    items = [Item(i, STATEMENT, p) for i, p in enumerate(PROOFS)]
     results = backend(index).verify(items, timeout=5)
-    got = [(r.id, r.verdict) for r in results]
-    assert got == [(0, "pass"), (1, "pass"), (2, "fail"), (3, "fail"), (4, "fail"), (5, "fail"),
-                   (6, "error"), (7, "timeout"), (8, "error"), (9, "pass")]
+    assert [(r.id, r.verdict) for r in results] == list(enumerate(VERDICTS))
     assert results[2].message == "tactic 1 of 1: unknown tactic 'nonsense'"
     assert "sorry" in results[3].message
     assert results[4].message == "unsolved goals after the last tactic"

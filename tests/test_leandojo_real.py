@@ -17,27 +17,15 @@ from pathlib import Path
 import pytest
 from fakes.fake_lean_dojo import NAMES, make_fake_lean_dojo
 
+from tests.test_leandojo import PROOFS, STATEMENT, VERDICTS, index  # noqa: F401 (index: a fixture)
+
 from lean_env.leandojo.backend import LeanDojoBackend
 from lean_env.verifier import Item
 
 lean_dojo = pytest.importorskip(
     "lean_dojo", reason="lean-dojo is not installed (pip install 'dmvr[lean]'; the dev extra installs it)")
 
-STATEMENT = "theorem t (p : Prop) (h : p) : p"
 SCRIPTED_LEAN = Path(__file__).parent / "fakes" / "fake_lean_dojo_repl.py"
-# The proofs of tests/test_leandojo.py::test_verdicts, which exercise every path of the backend.
-PROOFS = ["by exact h", "by\n  intro x\n  exact h", "by nonsense", "by sorry", "by\n  intro x",
-          "by\n  exact h\n  intro x", "fun x => x", "by slow", "by crash", "by exact h"]
-VERDICTS = ["pass", "pass", "fail", "fail", "fail", "fail", "error", "timeout", "error", "pass"]
-
-
-@pytest.fixture
-def index(tmp_path):
-    path = tmp_path / "theorems.jsonl"
-    rows = [{"name": "t", "full_name": "Foo.t", "file_path": "Foo.lean", "statement": STATEMENT},
-            {"name": "b", "full_name": "broken", "file_path": "Foo.lean", "statement": "theorem b : True"}]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return str(path)
 
 
 def _params(fn):

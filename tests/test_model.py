@@ -10,6 +10,7 @@ import torch
 from pipeline.sampling import hf as sampler
 from pipeline.model import (completion_logprobs, decode_completion, encode_completions, encode_prompts, load,
                             model_dir, new_model, resolve_device, train_tokenizer)
+from tests.faults import Killed, kill_at
 
 CORPUS = [
     ("theorem t1 (p q : Prop) : p ∧ q → q ∧ p := by", "\n  intro h\n  exact ⟨h.2, h.1⟩"),
@@ -228,14 +229,7 @@ def test_pretrain_killed_midway_resumes_to_the_same_weights(tmp_path, monkeypatc
     loaded, tok = load(model_dir(ref), "cpu", "float32")
     assert loaded.config.num_hidden_layers == 1
 
-    class Killed(Exception):
-        pass
-
-    def die(stage, counter, value):
-        if (stage, counter, value) == ("pretrain", "step", 6):
-            raise Killed
-
-    monkeypatch.setattr(pretrain, "maybe_die", die)
+    kill_at(monkeypatch, pretrain, "pretrain", "step", 6)
     ctx = pretrain_ctx(tmp_path / "b")
     with pytest.raises(Killed):
         pretrain.run(ctx)
@@ -422,14 +416,7 @@ def test_data_parallel_pretraining_resumes_exactly_and_matches_one_process(tmp_p
     two = pretrain.run(ctx(tmp_path / "two", 2))
     assert two.key != one.key and two.meta["steps"] == 12
 
-    class Killed(Exception):
-        pass
-
-    def die(stage, counter, value):
-        if (stage, counter, value) == ("pretrain", "step", 6):
-            raise Killed
-
-    monkeypatch.setattr(pretrain, "maybe_die", die)
+    kill_at(monkeypatch, pretrain, "pretrain", "step", 6)
     with pytest.raises(Killed):
         pretrain.run(ctx(tmp_path / "killed", 2))
     monkeypatch.undo()

@@ -16,6 +16,7 @@ from pipeline.model import decode_completion
 from pipeline.store import ArtifactStore, write_json
 from pipeline.tracking import RunLogger
 from tests.tiny_lm import fit_tiny_lm
+from tests.faults import Killed, kill_at
 
 PROMPTS = ["theorem a (p q : Prop) : p ∧ q → q ∧ p := by", "theorem b (p : Prop) : p → ¬¬p := by",
            "theorem c (p q r : Prop) : (p → q) → (q → r) → p → r := by"]
@@ -166,15 +167,9 @@ def test_generate_samples_writes_the_table_and_reuses_it(model_art, tmp_path):
 def test_a_killed_run_resumes_to_the_same_table(model_art, tmp_path, monkeypatch):
     reference = sample_stage.generate_samples(make_ctx(tmp_path / "a"), model_art, THEOREMS, **SETTINGS)
 
-    class Killed(Exception):
-        pass
-
-    def die(stage, counter, value):
-        if (stage, counter, value) == ("sample", "shard", 1):
-            raise Killed
+    kill_at(monkeypatch, sample_stage, "sample", "shard", 1)
 
     ctx = make_ctx(tmp_path / "b")
-    monkeypatch.setattr(sample_stage, "maybe_die", die)
     with pytest.raises(Killed):
         sample_stage.generate_samples(ctx, model_art, THEOREMS, **SETTINGS)
     monkeypatch.undo()

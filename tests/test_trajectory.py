@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from pipeline.config import register
 from pipeline.context import build_context
+from tests.faults import Killed, kill_at
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["dataset.train_limit=16", "sampler.samples_per_prompt=4", "train.rounds=3", "train.prompts_per_round=8",
@@ -40,14 +41,7 @@ def test_a_killed_run_keeps_its_points_and_ends_with_the_same_trajectory(tmp_pat
 
     reference = _ctx(tmp_path / "a").stage("train").meta["trajectory"]
 
-    class Killed(Exception):
-        pass
-
-    def die(stage, counter, value):
-        if (stage, counter, value) == ("train", "step", 2):
-            raise Killed
-
-    monkeypatch.setattr(train, "maybe_die", die)
+    kill_at(monkeypatch, train, "train", "step", 2)
     with pytest.raises(Killed):
         _ctx(tmp_path / "b").stage("train")
     monkeypatch.undo()
