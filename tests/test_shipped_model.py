@@ -70,3 +70,22 @@ def test_the_shipped_tokenizer_round_trips(text):
 
     tok = AutoTokenizer.from_pretrained(resolve_path("pkg://pipeline/assets/tiny_prop"))
     assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_a_model_folder_is_keyed_by_its_weights_and_tokenizer_not_its_documentation(tmp_path):
+    """A new provenance note or training log beside the shipped model must not invalidate every
+    artifact computed from it; a changed weight or tokenizer file must."""
+    import shutil
+
+    from pipeline.stages.pretrain import folder_hash
+
+    folder = tmp_path / "model"
+    shutil.copytree(Path(__file__).parents[1] / "pipeline" / "assets" / "tiny_prop", folder)
+    key = folder_hash(folder)
+    (folder / "PROVENANCE.md").write_text("rewritten\n")
+    (folder / "train_log.csv").write_text("step,loss\n")
+    (folder / "notes.yaml").write_text("a: 1\n")
+    assert folder_hash(folder) == key
+    tokenizer = next(p for p in folder.iterdir() if p.name.startswith("tokenizer") and p.suffix == ".json")
+    tokenizer.write_text(tokenizer.read_text() + " ")
+    assert folder_hash(folder) != key
