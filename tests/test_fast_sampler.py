@@ -46,11 +46,13 @@ def teacher_forced(model, prompt, tokens, temperature, top_p):
 @pytest.mark.parametrize("which", ["tiny", "tiny_gqa"])
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 1.0), (1.3, 0.8)])
 @pytest.mark.parametrize("n,batch_size", [(9, 8), (3, 8)])  # one prompt per chunk (shared cache) / prompts mixed
-def test_per_token_log_probs_equal_teacher_forcing(request, which, temperature, top_p, n, batch_size):
+def test_per_token_log_probs_equal_teacher_forcing(request, monkeypatch, which, temperature, top_p, n, batch_size):
     """Recorded per-token log-probs (temperature 1, and under the distribution sampled from) equal
     the teacher-forced ones within 1e-4, across the decoder's moving parts: prompts of different
-    lengths (left padding), several chunks in flight, rows dropped as they finish, and a KV cache
-    growing past its first blocks (40 tokens)."""
+    lengths (left padding), several chunks in flight, rows dropped as they finish, the first steps'
+    masked positions, and a KV cache growing past its first buffer (40 tokens, the first buffer
+    made 20 positions long)."""
+    monkeypatch.setattr(fast.GenCache, "FIRST_MAX", 20)
     model, tok = request.getfixturevalue(which)
     assert fast.supports(model) is None
     prompt_ids = encode_prompts(tok, PROMPTS)
@@ -71,8 +73,8 @@ def test_per_token_log_probs_equal_teacher_forcing(request, which, temperature, 
     assert worst <= 1e-4
     if which == "tiny":  # the fitted model ends its samples at different lengths: rows are dropped
         assert len(set(lengths)) > 1 and min(lengths) < 40
-    else:  # the random one rarely ends: the cache grows past its first blocks
-        assert max(lengths) == 40 > 2 * fast.GenCache.BLOCK
+    else:  # the random one rarely ends: the cache grows past its first buffer
+        assert max(lengths) == 40 > fast.GenCache.FIRST_MAX
 
 
 def test_greedy_picks_the_argmax_and_reports_its_log_prob(tiny):
@@ -246,3 +248,32 @@ def test_prefill_matches_transformers_on_left_padded_prompts(tiny):
         logits, _ = dec.prefill(ids, mask, pos)
         ref = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
     torch.testing.assert_close(logits, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_rows_that_share_a_prefix_are_decoded_once(tiny, monkeypatch):
+    """Samples of one prompt share their first tokens: the decoder computes a step once per distinct
+    prefix (slot), never more slots than rows still decoding, adds slots as prefixes branch and drops
+    the dead ones (their correctness: test_per_token_log_probs_equal_teacher_forcing)."""
+    model, tok = tiny
+    seen, calls = [], {"branch": 0, "compact": 0}
+    step, branch, compact = fast.LlamaDecoder.step, fast.GenCache.branch, fast._Cohort._compact_slots
+
+    def spy_step(self, cohorts):
+        seen.append((sum(c.cache.n for c in cohorts), sum(c.n_live for c in cohorts)))
+        return step(self, cohorts)
+
+    def spy(name, f):
+        def g(*a):
+            calls[name] += 1
+            return f(*a)
+        return g
+
+    monkeypatch.setattr(fast.LlamaDecoder, "step", spy_step)
+    monkeypatch.setattr(fast.GenCache, "branch", spy("branch", branch))
+    monkeypatch.setattr(fast._Cohort, "_compact_slots", spy("compact", compact))
+    recs = sampler.sample(model, tok, PROMPTS[:1], n=64, max_new_tokens=30, batch_size=64, seed=0, method="fast")
+    assert len({tuple(r["token_ids"]) for r in recs}) > 1
+    # dead slots ride along until they are a quarter of the slots
+    assert all(0.75 * slots <= live for slots, live in seen) and seen[0][0] < seen[0][1]
+    assert sum(s for s, _ in seen) < 0.8 * sum(n for _, n in seen)
+    assert calls["branch"] > 0 and calls["compact"] > 0

@@ -9,10 +9,14 @@ embedding from a precomputed table, attention as two batched matmuls, one output
 fused gate/up matmul and one down projection; the sampler draws a token by inverse-CDF sampling
 (one uniform per row instead of one per vocabulary entry).
 
-Prompt-prefix sharing: when every row of a chunk continues the same prompt (the evaluation: 256
-samples of one theorem), the prompt's keys and values are stored once and its attention scores are
-one [rows × prompt] matmul per head instead of a copy of the prompt cache per row. The generated
-tokens' keys and values live in a dense cache grown a block at a time (`GenCache`).
+Prefix sharing: when every row of a chunk continues the same prompt (the evaluation: 256 samples
+of one theorem), the prompt's keys and values are stored once and its attention scores are one
+[rows × prompt] matmul per head instead of a copy of the prompt cache per row. Beyond the prompt,
+rows that have drawn the same tokens so far are decoded once: a step runs per distinct prefix (a
+slot, `_Cohort`), and each row draws its own token from its slot's distribution, so the samples are
+those of decoding every row alone (the same random numbers, the same tokens). The generated tokens'
+keys and values live in a time-major cache (`GenCache`) that attention reads to its exact length
+without a copy, and to which a branching prefix adds a slot.
 
 Continuous batching: the chunks of a call are decoded as one stream (`sample_chunks`); a chunk
 starts once the rows in flight leave room, so the few long samples at the end of one chunk share
@@ -191,7 +195,7 @@ class LlamaDecoder:
         b = q.shape[0]
         h, kh, d = self.heads, self.kv_heads, self.head_dim
         rep = h // kh
-        kg, vg = c.cache.append(layer, k, v)
+        kg, vg = c.cache.append(layer, k, v)  # [b * kh, d, n_g] and [b * kh, n_g, d]
         qg = q.view(b, kh, rep, d)  # queries grouped by key head
         pk, pv = c.prompt_kv[layer]
         if c.shared:  # one prompt: per key head, one matmul over every row [kh, b*rep, d] @ [kh, d, P]
@@ -199,13 +203,13 @@ class LlamaDecoder:
             sp = sp.view(kh, b, rep, -1).permute(1, 0, 2, 3).reshape(b, h, -1)
         else:  # a prompt per row: pk [b, kh, d, P]
             sp = (qg @ pk).view(b, h, -1) + c.key_bias
-        n_g = kg.shape[-2]
-        sg = torch.bmm(q.view(b * kh, rep, d), kg.view(b * kh, n_g, d).transpose(1, 2)).view(b, h, n_g)
+        n_g = kg.shape[-1]
+        sg = torch.bmm(q.view(b * kh, rep, d), kg).view(b, h, n_g)
         c.cache.mask(sg)
         probs = torch.softmax(torch.cat((sp, sg), -1), -1)
         n_p = sp.shape[-1]
         pp = probs[..., :n_p].view(b, kh, rep, n_p)
-        att = torch.bmm(probs[..., n_p:].reshape(b * kh, rep, n_g), vg.view(b * kh, n_g, d)).view(b, kh, rep, d)
+        att = torch.bmm(probs[..., n_p:].reshape(b * kh, rep, n_g), vg).view(b, kh, rep, d)
         if c.shared:
             att += torch.bmm(pp.permute(1, 0, 2, 3).reshape(kh, b * rep, n_p), pv).view(kh, b, rep, d).permute(1, 0, 2, 3)
         else:
@@ -214,56 +218,84 @@ class LlamaDecoder:
 
 
 class GenCache:
-    """Keys and values of the generated tokens, per layer, dense: a buffer [B, kh, cap, d] with cap
-    a multiple of BLOCK, filled in place; when it is full, a new one BLOCK positions longer takes
-    its contents (one copy per BLOCK steps). Attention reads the whole buffer, the positions not yet
-    written masked out (`mask`).
+    """Keys and values of the generated tokens, per layer, time-major: a buffer [cap, slots, kh, d]
+    whose position t holds every slot's key (value) of its t-th generated token (a slot is one
+    distinct prefix being decoded, see `_Cohort`). A step writes one contiguous slice, and attention
+    reads the first positions of the first `n` slots as a view, [n * kh, d, t] for the scores and
+    [n * kh, t, d] for the values, with no copy: the matrices of a batched product may lie apart in
+    memory as long as each one's rows do not. When the buffer is full, a new one BLOCK positions
+    longer takes its contents.
 
-    Why this layout (measured on the CPU, docs/results.md "Throughput"): batched matmul over a
-    slice [:, :, :t] of a buffer of the full capacity (rows of its matrices not adjacent) runs
-    several times slower than over a dense tensor, and over fewer than ~16 positions it takes a
-    slow small-matrix path; a dense buffer of at least BLOCK positions avoids both."""
+    Why this layout (measured on the CPU, docs/results.md "Throughput"): a cache laid out row-major
+    [B, kh, cap, d] must either be read whole (padding included) or copied to be sliced, and writing
+    a step into it is a strided copy; time-major it is read to its exact length and written in one
+    piece, and a slot can be added or copied without moving the others. Under MIN_VIEW positions,
+    the batched product of probabilities and values takes a slow small-matrix path in torch, so the
+    first steps attend to MIN_VIEW positions, the ones not yet written masked out (`mask`)."""
 
-    BLOCK = 16
+    BLOCK = 32
+    MIN_VIEW = 17
+    FIRST_MAX = 64  # the first buffer holds min(the token budget, FIRST_MAX) positions
 
-    def __init__(self, layers: int, b: int, kh: int, d: int, dtype, device):
-        # zeros, not empty: masked positions must hold finite numbers (0 × NaN is NaN)
-        self.k = [torch.zeros((b, kh, self.BLOCK, d), dtype=dtype, device=device) for _ in range(layers)]
-        self.v = [torch.zeros((b, kh, self.BLOCK, d), dtype=dtype, device=device) for _ in range(layers)]
-        # row r: 0 on a block's positions 0..r, -inf after
-        self.bias_table = torch.zeros((self.BLOCK, self.BLOCK), dtype=dtype, device=device).masked_fill_(
-            torch.ones((self.BLOCK, self.BLOCK), dtype=torch.bool, device=device).triu(1), float("-inf"))
+    def __init__(self, layers: int, slots: int, kh: int, d: int, dtype, device, max_new_tokens: int = BLOCK):
+        cap = max(self.MIN_VIEW, min(max_new_tokens, self.FIRST_MAX))
+        self.k = [self._buffer(cap, slots, kh, d, dtype=dtype, device=device) for _ in range(layers)]
+        self.v = [self._buffer(cap, slots, kh, d, dtype=dtype, device=device) for _ in range(layers)]
         self.length = 0  # positions written by earlier steps
+        self.n = 0  # slots in use
+
+    def _buffer(self, cap, *shape, dtype, device=None):
+        buf = torch.empty((cap, *shape), dtype=dtype, device=device)
+        # the positions the first steps read masked must hold finite numbers (0 × NaN is NaN);
+        # past MIN_VIEW only written positions are read
+        buf[: self.MIN_VIEW].zero_()
+        return buf
+
+    def _view(self) -> int:
+        return max(self.length + 1, self.MIN_VIEW)
 
     def append(self, layer: int, k, v):
-        """Write this step's k, v [B, kh, d] of `layer`; returns the keys and values [B, kh, cap, d]
-        to attend to (this step's included)."""
+        """Write this step's k, v [n, kh, d] of `layer`; returns the keys [n * kh, d, t] and values
+        [n * kh, t, d] to attend to (this step's included; t = max(length + 1, MIN_VIEW))."""
         kb, vb = self.k[layer], self.v[layer]
-        kb[:, :, self.length] = k
-        vb[:, :, self.length] = v
-        return kb, vb
+        n = self.n
+        kb[self.length, :n] = k
+        vb[self.length, :n] = v
+        t = self._view()
+        kh, d = kb.shape[2:]
+        return kb[:t, :n].view(t, n * kh, d).permute(1, 2, 0), vb[:t, :n].view(t, n * kh, d).transpose(0, 1)
 
     def mask(self, scores) -> None:
-        """Mask, in place, the scores [..., cap] of positions not yet written."""
-        r = self.length % self.BLOCK
-        if r < self.BLOCK - 1:
-            scores[..., self.length - r:].add_(self.bias_table[r])
+        """Mask, in place, the scores [..., t] of positions not yet written."""
+        if self.length + 1 < self.MIN_VIEW:
+            scores[..., self.length + 1:] = float("-inf")
 
     def advance(self) -> None:
         self.length += 1
-        if self.length == self.k[0].shape[2]:
+        if self._view() > self.k[0].shape[0]:
             for buffers in (self.k, self.v):
                 for i, old in enumerate(buffers):
-                    b, kh, cap, d = old.shape
-                    new = old.new_zeros((b, kh, cap + self.BLOCK, d))
-                    new[:, :, :cap] = old
+                    new = old.new_empty((old.shape[0] + self.BLOCK, *old.shape[1:]))
+                    new[: self.length] = old[: self.length]
                     buffers[i] = new
 
+    def branch(self, parents) -> None:
+        """Add slots after the n in use, each a copy of its parent slot's positions so far."""
+        m = len(parents)
+        for buffers in (self.k, self.v):
+            for buf in buffers:
+                buf[: self.length, self.n:self.n + m] = buf[: self.length].index_select(1, parents)
+        self.n += m
+
     def select(self, idx) -> None:
-        """Keep rows `idx` only (finished rows dropped)."""
+        """Keep slots `idx` only, in that order; only the positions read later are copied."""
+        keep = max(self.length, self.MIN_VIEW)
         for buffers in (self.k, self.v):
             for i, old in enumerate(buffers):
-                buffers[i] = old.index_select(0, idx)
+                new = self._buffer(*old.shape, dtype=old.dtype, device=old.device)
+                new[:keep, : len(idx)] = old[:keep].index_select(1, idx)
+                buffers[i] = new
+        self.n = len(idx)
 
 
 def draw(logits, generator, temperature: float, top_p: float):
@@ -302,9 +334,24 @@ def draw(logits, generator, temperature: float, top_p: float):
     return tok, chosen - lse, sample_lp.gather(-1, tok[:, None]).squeeze(-1)
 
 
+def _with_room(t, rows: int):
+    """A buffer of `rows` rows whose first len(t) rows are t (the rest uninitialised)."""
+    buf = t.new_empty((max(rows, t.shape[0]), *t.shape[1:]))
+    buf[: t.shape[0]] = t
+    return buf
+
+
 class _Cohort:
-    """One chunk of the work in flight: its prompts' cache (shared by all rows when they continue
-    one prompt), its generated tokens' cache, and what it has drawn so far."""
+    """One chunk of the work in flight: its rows (the samples being drawn) and its slots (the
+    distinct prefixes being decoded), their prompts' cache (shared by all slots when they continue
+    one prompt), their generated tokens' cache, and what each row has drawn so far.
+
+    Rows with the same prompt and the same tokens drawn so far have the same next-token
+    distribution, so the decoder computes it once, for their slot, and each row draws its own token
+    from it. After each draw the rows of a slot that drew the same token stay together; the first
+    token drawn keeps the slot, each other one gets a new slot that copies the cache so far (samples
+    of one theorem share long prefixes: most of a step's rows are duplicates). Slots whose rows all
+    finished ride along until a quarter of them are dead, then the cache is compacted."""
 
     def __init__(self, dec: LlamaDecoder, index: int, chunk, prompt_ids, *, pad: int, max_new_tokens: int,
                  limits=None):
@@ -312,28 +359,27 @@ class _Cohort:
 
         device = dec.device
         self.index, self.max_new_tokens = index, max_new_tokens
-        # distinct prompts by content: rows of equal prompts share one cache
+        self.vocab = dec.head.shape[0]
+        b = len(chunk)
+        # distinct prompts by content: each is the first slot of the rows that continue it
         distinct = sorted({tuple(prompt_ids[p]) for p, _ in chunk})
         row_of = {ids: i for i, ids in enumerate(distinct)}
         ids, mask = pack_left([list(x) for x in distinct], pad, device)
         pos0 = position_ids_from_mask(mask)
-        logits, self.prompt_kv = dec.prefill(ids, mask, pos0)
-        key_bias = torch.zeros(mask.shape, dtype=dec.dtype, device=device).masked_fill_(mask == 0, float("-inf"))
-        self.key_bias = key_bias[:, None, :]  # [G, 1, P]
-        expand = torch.tensor([row_of[tuple(prompt_ids[p])] for p, _ in chunk], device=device)
+        self.slot_logits, prompt_kv = dec.prefill(ids, mask, pos0)
         # keys transposed [.., kh, d, P] for the score products; values [.., kh, P, d]
-        self.prompt_kv = [(k.transpose(-1, -2), v) for k, v in self.prompt_kv]
+        prompt_kv = [(k.transpose(-1, -2), v) for k, v in prompt_kv]
         self.shared = len(distinct) == 1
-        if self.shared:  # one prompt, hence no padding: its cache is shared by every row
-            self.prompt_kv = [(k[0].contiguous(), v[0]) for k, v in self.prompt_kv]
-        else:  # each row gets its own copy of its prompt's cache
-            self.prompt_kv = [(k.index_select(0, expand), v.index_select(0, expand)) for k, v in self.prompt_kv]
-            self.key_bias = self.key_bias.index_select(0, expand)
-        self.logits = logits.index_select(0, expand)
-        self.pos = pos0[:, -1].index_select(0, expand)  # advanced to the next position by record()
+        if self.shared:  # one prompt, hence no padding: its cache is shared by every slot
+            self.prompt_kv = [(k[0].contiguous(), v[0]) for k, v in prompt_kv]
+        else:  # each slot has its own copy of its prompt's cache, in buffers with room for b slots
+            key_bias = torch.zeros(mask.shape, dtype=dec.dtype, device=device).masked_fill_(mask == 0, float("-inf"))
+            self._prompt_buffers = [_with_room(t, b) for kv in prompt_kv for t in kv] + [_with_room(key_bias[:, None, :], b)]
+        self.row_slot = torch.tensor([row_of[tuple(prompt_ids[p])] for p, _ in chunk], device=device)
+        self.pos = pos0[:, -1]  # each slot's position of its last token; advanced by record()
         self.tok = None
-        b = len(chunk)
-        self.cache = GenCache(len(dec.layers), b, dec.kv_heads, dec.head_dim, dec.dtype, device)
+        self.cache = GenCache(len(dec.layers), b, dec.kv_heads, dec.head_dim, dec.dtype, device, max_new_tokens)
+        self._use_slots(len(distinct))
         self.tokens = torch.full((b, max_new_tokens), pad, dtype=torch.long, device=device)
         self.lp_tok = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
         self.slp_tok = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
@@ -347,8 +393,22 @@ class _Cohort:
         self.step = 0  # tokens drawn so far by every live row
         self.n_live = b
 
+    def _use_slots(self, n: int) -> None:
+        """Point the decoder's views at the first n slots."""
+        self.cache.n = n
+        if not self.shared:
+            bufs = [t[:n] for t in self._prompt_buffers]
+            self.prompt_kv = list(zip(bufs[:-1:2], bufs[1:-1:2]))
+            self.key_bias = bufs[-1]
+
+    @property
+    def logits(self):
+        """Next-token logits of every row in the batch [rows, V] (a finished row's are ignored)."""
+        return self.slot_logits.index_select(0, self.row_slot)
+
     def record(self, tok, lp, slp, eos) -> None:
-        """Take this step's draws for the rows in the batch (finished rows' draws are ignored)."""
+        """Take this step's draws for the rows in the batch (finished rows' draws are ignored), and
+        regroup the rows still decoding into slots by the prefix they now have."""
         live, rows, step = self.live, self.rows, self.step
         r = rows[live] if self.n_live < len(rows) else rows
         self.tokens[r, step] = tok[live]
@@ -362,23 +422,56 @@ class _Cohort:
             live &= self.length[rows] < self.limit[rows]
         self.n_live = int(live.sum())
         self.step += 1
-        self.tok, self.pos = tok, self.pos + 1
+        if self.n_live and not self.done:
+            self._regroup(tok)
+
+    def _regroup(self, tok) -> None:
+        n = self.cache.n
+        at = self.live.nonzero().squeeze(-1)
+        groups, inverse = torch.unique(self.row_slot[at] * self.vocab + tok[at], return_inverse=True)  # sorted
+        parent, token = groups // self.vocab, groups % self.vocab
+        first = torch.ones_like(parent, dtype=torch.bool)
+        first[1:] = parent[1:] != parent[:-1]  # the first token drawn in a slot keeps the slot
+        slot = parent.clone()
+        branched = (~first).nonzero().squeeze(-1)
+        if len(branched):
+            slot[branched] = torch.arange(n, n + len(branched), device=slot.device)
+            self.cache.branch(parent[branched])
+            if not self.shared:
+                for buf in self._prompt_buffers:
+                    buf[n:n + len(branched)] = buf[parent[branched]]
+            self.pos = torch.cat((self.pos, self.pos[parent[branched]]))
+        self.row_slot[at] = slot[inverse]
+        self.tok = torch.zeros(n + len(branched), dtype=tok.dtype, device=tok.device)  # dead slots: any token
+        self.tok[slot] = token
+        self.pos = self.pos + 1
+        self._use_slots(n + len(branched))
+        if len(groups) < 0.75 * (n + len(branched)):  # a quarter of the slots are dead: drop them
+            self._compact_slots(slot)
+
+    def _compact_slots(self, alive) -> None:
+        alive = alive.sort().values
+        renumber = torch.zeros(self.cache.n, dtype=torch.long, device=alive.device)  # dead slots' rows: 0
+        renumber[alive] = torch.arange(len(alive), device=alive.device)
+        self.row_slot = renumber[self.row_slot]
+        self.cache.select(alive)
+        if not self.shared:
+            self._prompt_buffers = [_with_room(buf.index_select(0, alive), buf.shape[0]) for buf in self._prompt_buffers]
+        self.tok, self.pos = self.tok[alive], self.pos[alive]
+        self._use_slots(len(alive))
 
     @property
     def done(self) -> bool:
         return self.n_live == 0 or self.step == self.max_new_tokens
 
     def compact(self) -> None:
-        # finished rows ride along (outputs ignored) until a quarter of the batch is done:
-        # compacting copies the caches, which costs more than a few wasted rows per step
+        # finished rows ride along (their draws ignored) until a quarter of the batch is done; a
+        # row is only an index here, but the draws take one random number per row in the batch,
+        # and this schedule is part of what a seed reproduces
         if self.n_live > 0.75 * len(self.rows):
             return
         idx = self.live.nonzero().squeeze(-1)
-        self.rows, self.live, self.tok, self.pos = self.rows[idx], self.live[idx], self.tok[idx], self.pos[idx]
-        self.cache.select(idx)
-        if not self.shared:
-            self.prompt_kv = [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.prompt_kv]
-            self.key_bias = self.key_bias.index_select(0, idx)
+        self.rows, self.live, self.row_slot = self.rows[idx], self.live[idx], self.row_slot[idx]
 
     def results(self, per_token: bool) -> list[tuple]:
         tokens, length, finished = self.tokens.cpu(), self.length.cpu(), self.finished.cpu()
@@ -428,11 +521,12 @@ def sample_chunks(model, tokenizer, prompt_ids, chunks, *, temperature, top_p, m
                 active.append(_Cohort(dec, i, chunks[i], prompt_ids, pad=pad, max_new_tokens=max_new_tokens,
                                       limits=None if limits is None else limits[i]))
                 in_flight += len(chunks[i])
-            logits = active[0].logits if len(active) == 1 else torch.cat([c.logits for c in active])
+            row_logits = [c.logits for c in active]
+            logits = row_logits[0] if len(active) == 1 else torch.cat(row_logits)
             tok, lp, slp = draw(logits, generator, temperature, top_p)
             start = 0
-            for c in active:
-                n = c.logits.shape[0]
+            for c, lg in zip(active, row_logits):
+                n = lg.shape[0]
                 c.record(tok[start:start + n], lp[start:start + n], slp[start:start + n], eos)
                 start += n
             for c in [c for c in active if c.done]:
@@ -444,7 +538,7 @@ def sample_chunks(model, tokenizer, prompt_ids, chunks, *, temperature, top_p, m
                 c.compact()
             if active:
                 for c, lg in zip(active, dec.step(active)):
-                    c.logits = lg
+                    c.slot_logits = lg
     return out
 
 

@@ -30,7 +30,9 @@ from pipeline.prompts import build_prompts, needs_tokenizer, proofs_for
 from pipeline.faults import maybe_die
 from pipeline.store import Artifact, Shards, stable_hash, write_parquet
 
-VERSION = 2  # 2: the hf sampler's fast decode path (sampler.method=auto) draws other tokens for a seed
+# 2: the hf sampler's fast decode path (sampler.method=auto) draws other tokens for a seed
+# 3: its time-major cache rounds attention differently, which changes some draws for a seed
+VERSION = 3
 COLUMNS = ["theorem_id", "statement", "sample_idx", "completion", "proof", "logp", "sample_logp",
            "num_tokens", "finished", "token_ids"]
 POWER_COLUMNS = ["generated_tokens", "mh_proposals", "mh_accepted"]

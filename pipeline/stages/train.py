@@ -46,7 +46,8 @@ from pipeline.store import Artifact, read_parquet, write_json, write_parquet
 # 4: scoring and steps share each prompt's forward pass and run in length buckets (completion_logprobs):
 #    the same numbers up to float rounding
 # 5: online samples drawn with train.seed too (a reseeding reseeds the rollouts)
-VERSION = 5
+# 6: the fast decoder's time-major cache rounds attention differently: other draws for a seed
+VERSION = 6
 
 
 def run(ctx: Context) -> Artifact:
