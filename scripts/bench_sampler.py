@@ -3,9 +3,8 @@
     python scripts/bench_sampler.py [--model DIR] [--prompts 8] [--n 256] [--batch-size 256]
                                     [--max-new-tokens N] [--methods loop,fast] [--repeats 3] [--threads 1]
 
-`--model` is a saved model folder (e.g. `outputs/store/pretrain/<key>/model`); by default the newest
-pretrain artifact under `outputs/store` is used, and without one a randomly initialised model of the
-`conf/model/tiny_prop.yaml` size (its samples rarely end early, so every sample runs to the budget).
+`--model` is a saved model folder (e.g. `outputs/store/pretrain/<key>/model`); by default the shipped
+base model, `pipeline/assets/tiny_prop`.
 Prompts are the first `--prompts` eval-split statements (0: the whole split, i.e. the base
 evaluation). Methods (pipeline/sampling/hf.py): `loop` is the transformers decode loop (the path
 every model can take), `fast` the lean Llama decoder, `generate` model.generate.
@@ -32,18 +31,13 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+SHIPPED_MODEL = ROOT / "pipeline" / "assets" / "tiny_prop"
 
 from pipeline.sampling import hf as sampler  # noqa: E402
-from pipeline.config import ModelConfig, SamplerConfig  # noqa: E402
+from pipeline.config import SamplerConfig  # noqa: E402
 from pipeline.data import load_theorems, prompts  # noqa: E402
-from pipeline.model import load, new_model, train_tokenizer  # noqa: E402
+from pipeline.model import load  # noqa: E402
 from pipeline.roofline import flops_per_token, roofline_tokens_per_s  # noqa: E402
-
-
-def newest_model() -> Path | None:
-    found = sorted((ROOT / "outputs" / "store" / "pretrain").glob("*/model/config.json"),
-                   key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
 
 
 def pass_rates(recs, theorems, texts):
@@ -69,10 +63,9 @@ def pass_rates(recs, theorems, texts):
 
 
 def main() -> None:
-    conf_model = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(ROOT / "conf/model/tiny_prop.yaml"))
     conf_sampler = OmegaConf.merge(OmegaConf.structured(SamplerConfig), OmegaConf.load(ROOT / "conf/sampler/hf.yaml"))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--model", type=Path, default=SHIPPED_MODEL)
     ap.add_argument("--prompts", type=int, default=8, help="eval statements (0: all of them)")
     ap.add_argument("--n", type=int, default=256, help="samples per prompt")
     ap.add_argument("--batch-size", type=int, default=conf_sampler.batch_size)
@@ -89,20 +82,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    path = args.model or newest_model()
     theorems = load_theorems("pkg://lean_env/data/prop_eval.jsonl")
     if args.prompts:
         theorems = theorems.iloc[: args.prompts]
     texts = prompts(theorems, "{statement} := by")
-    if path is not None:
-        model, tok = load(path, "cpu", "float32")
-        what = f"model {path}"
-    else:
-        train = load_theorems("pkg://lean_env/data/prop_train.jsonl")
-        tok = train_tokenizer(prompts(train, "{statement} := by"), conf_model.vocab_size)
-        torch.manual_seed(0)
-        model = new_model(conf_model, tok).eval()
-        what = "randomly initialised tiny_prop (no pretrain artifact found)"
+    model, tok = load(args.model, "cpu", "float32")
+    what = f"model {args.model}"
     params = sum(p.numel() for p in model.parameters())
     rows = min(args.batch_size, args.n * len(texts))
     print(f"{what}; {params / 1e6:.2f}M parameters, {flops_per_token(model) / 1e6:.2f} MFLOP/token in matmuls; "

@@ -14,8 +14,8 @@ Two parts:
   scoring under the reference and the policy, and the optimiser steps (one padded batch against
   length buckets, `pipeline.model.completion_logprobs`).
 
-`--model` is a saved model folder; by default the newest pretrain artifact under `outputs/store`,
-and without one a randomly initialised tiny_prop (its samples run to the token budget).
+`--model` is a saved model folder; by default the shipped base model, `pipeline/assets/tiny_prop`
+(the pretraining part takes its tokenizer and trains a fresh model of the configured shape).
 Each repeat runs old then new and measures the matmul roofline of the model's shapes (forward and
 both backward products, rows = the batch's tokens) in the same process right before
 (pipeline/roofline.py). Tokens are the real tokens of the batch (padding excluded); `ratio` is
@@ -53,12 +53,6 @@ def compose(overrides: list[str]):
         return hydra_compose("config", overrides=overrides)
 
 
-def newest_model() -> Path | None:
-    found = sorted((ROOT / "outputs" / "store" / "pretrain").glob("*/model/config.json"),
-                   key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
-
-
 class Clock:
     """Wall and CPU seconds of a block."""
 
@@ -88,15 +82,12 @@ def old_pretrain_loss(model, ids, mask, labels, prompt_labels, weight):
 def bench_pretrain(args, model_path) -> list[str]:
     from transformers import AutoTokenizer
 
-    from pipeline.model import encode_completions, encode_prompts, new_model, train_tokenizer
+    from pipeline.model import encode_completions, encode_prompts, new_model
     from pipeline.stages.pretrain import Batches, build_corpus, collate, pretrain_loss, step_seed
 
     cfg = compose(["pretrain.extra_theorems=1000"])
     corpus, _ = build_corpus(cfg)
-    if model_path is not None:
-        tok = AutoTokenizer.from_pretrained(str(model_path))
-    else:
-        tok = train_tokenizer(list(corpus["prompt"].unique()) + list(corpus["completion"]), cfg.model.vocab_size)
+    tok = AutoTokenizer.from_pretrained(str(model_path))
     p_ids = encode_prompts(tok, list(corpus["prompt"]))
     c_ids = encode_completions(tok, list(corpus["completion"]))
     lengths = np.array([len(p) + len(c) for p, c in zip(p_ids, c_ids)])
@@ -157,7 +148,7 @@ def bench_round(args, model_path) -> list[str]:
     from pipeline import distributed
     from pipeline.config import backend_options
     from pipeline.data import load_theorems
-    from pipeline.model import completion_logprobs, encode_prompts, load, new_model, train_tokenizer
+    from pipeline.model import completion_logprobs, encode_prompts, load
     from pipeline.prompts import build_prompts, proofs_for
     from pipeline.sampling import hf
     from pipeline.stages.verify import verify_proofs
@@ -165,12 +156,7 @@ def bench_round(args, model_path) -> list[str]:
     cfg = compose(["+experiment=alpha_sweep", "+method=dpg_a05"])
     scfg, tcfg = cfg.sampler, cfg.train
     theorems = load_theorems(cfg.dataset.train_path, cfg.dataset.train_limit).iloc[: tcfg.prompts_per_round]
-    if model_path is not None:
-        base, tok = load(model_path, "cpu", "float32")
-    else:
-        tok = train_tokenizer(build_prompts(cfg, load_theorems(cfg.dataset.train_path), None), cfg.model.vocab_size)
-        torch.manual_seed(0)
-        base = new_model(cfg.model, tok).eval()
+    base, tok = load(model_path, "cpu", "float32")
     texts = build_prompts(cfg, theorems, tok)
     prompt_ids = encode_prompts(tok, texts)
     backend = get_backend(cfg.verifier.backend, **backend_options(cfg.verifier))
@@ -284,7 +270,7 @@ def padding_report(df, groups, per_step) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--model", type=Path, default=ROOT / "pipeline" / "assets" / "tiny_prop")
     ap.add_argument("--parts", default="pretrain,round")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pretrain-steps", type=int, default=20)
@@ -292,8 +278,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_path = args.model or newest_model()
-    print(f"{torch.get_num_threads()} threads; model {model_path or 'randomly initialised tiny_prop'}", flush=True)
+    model_path = args.model
+    print(f"{torch.get_num_threads()} threads; model {model_path}", flush=True)
     lines = []
     for part in args.parts.split(","):
         lines += {"pretrain": bench_pretrain, "round": bench_round}[part](args, model_path)
