@@ -156,10 +156,10 @@ class LlamaDecoder:
     # ---- one decode step for every row of every batch in flight
 
     def step(self, cohorts) -> list:
-        """Logits [b, V] of the next token for each cohort (`_Cohort`: its rows' last tokens `tok`
-        at positions `pos`, its prompts' cache and its generated tokens' cache, to which this step's
-        keys and values are appended). The matmuls run over the rows of all cohorts at once;
-        attention is per cohort, over its own prompt and generated tokens."""
+        """Logits [b, V] of the next token for each cohort's slots (`_Cohort`: its slots' last
+        tokens `tok` at positions `pos`, its prompts' cache and its generated tokens' cache, to which
+        this step's keys and values are appended). The matmuls run over the slots of all cohorts at
+        once; attention is per cohort, over its own prompt and generated tokens."""
         sizes = [c.tok.shape[0] for c in cohorts]
         tok = cohorts[0].tok if len(cohorts) == 1 else torch.cat([c.tok for c in cohorts])
         pos = cohorts[0].pos if len(cohorts) == 1 else torch.cat([c.pos for c in cohorts])
@@ -237,12 +237,12 @@ class GenCache:
     MIN_VIEW = 17
     FIRST_MAX = 64  # the first buffer holds min(the token budget, FIRST_MAX) positions
 
-    def __init__(self, layers: int, slots: int, kh: int, d: int, dtype, device, max_new_tokens: int = BLOCK):
+    def __init__(self, layers: int, slots: int, kh: int, d: int, dtype, device, max_new_tokens: int):
         cap = max(self.MIN_VIEW, min(max_new_tokens, self.FIRST_MAX))
         self.k = [self._buffer(cap, slots, kh, d, dtype=dtype, device=device) for _ in range(layers)]
         self.v = [self._buffer(cap, slots, kh, d, dtype=dtype, device=device) for _ in range(layers)]
         self.length = 0  # positions written by earlier steps
-        self.n = 0  # slots in use
+        self.n = 0  # slots in use (set by the cohort, then kept by branch and select)
 
     def _buffer(self, cap, *shape, dtype, device=None):
         buf = torch.empty((cap, *shape), dtype=dtype, device=device)
@@ -374,12 +374,14 @@ class _Cohort:
             self.prompt_kv = [(k[0].contiguous(), v[0]) for k, v in prompt_kv]
         else:  # each slot has its own copy of its prompt's cache, in buffers with room for b slots
             key_bias = torch.zeros(mask.shape, dtype=dec.dtype, device=device).masked_fill_(mask == 0, float("-inf"))
+            # k0, v0, k1, v1, …, key_bias: every buffer indexed by slot, copied alike
             self._prompt_buffers = [_with_room(t, b) for kv in prompt_kv for t in kv] + [_with_room(key_bias[:, None, :], b)]
         self.row_slot = torch.tensor([row_of[tuple(prompt_ids[p])] for p, _ in chunk], device=device)
         self.pos = pos0[:, -1]  # each slot's position of its last token; advanced by record()
         self.tok = None
         self.cache = GenCache(len(dec.layers), b, dec.kv_heads, dec.head_dim, dec.dtype, device, max_new_tokens)
-        self._use_slots(len(distinct))
+        self.cache.n = len(distinct)
+        self._use_slots()
         self.tokens = torch.full((b, max_new_tokens), pad, dtype=torch.long, device=device)
         self.lp_tok = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
         self.slp_tok = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
@@ -393,13 +395,11 @@ class _Cohort:
         self.step = 0  # tokens drawn so far by every live row
         self.n_live = b
 
-    def _use_slots(self, n: int) -> None:
-        """Point the decoder's views at the first n slots."""
-        self.cache.n = n
+    def _use_slots(self) -> None:
+        """Point the prompt-cache views at the slots in use (the generated tokens' cache keeps its own)."""
         if not self.shared:
-            bufs = [t[:n] for t in self._prompt_buffers]
-            self.prompt_kv = list(zip(bufs[:-1:2], bufs[1:-1:2]))
-            self.key_bias = bufs[-1]
+            *kv, self.key_bias = [t[: self.cache.n] for t in self._prompt_buffers]
+            self.prompt_kv = list(zip(kv[::2], kv[1::2]))
 
     @property
     def logits(self):
@@ -442,11 +442,11 @@ class _Cohort:
                     buf[n:n + len(branched)] = buf[parent[branched]]
             self.pos = torch.cat((self.pos, self.pos[parent[branched]]))
         self.row_slot[at] = slot[inverse]
-        self.tok = torch.zeros(n + len(branched), dtype=tok.dtype, device=tok.device)  # dead slots: any token
+        self.tok = torch.zeros(self.cache.n, dtype=tok.dtype, device=tok.device)  # dead slots: any token
         self.tok[slot] = token
         self.pos = self.pos + 1
-        self._use_slots(n + len(branched))
-        if len(groups) < 0.75 * (n + len(branched)):  # a quarter of the slots are dead: drop them
+        self._use_slots()
+        if len(groups) < 0.75 * self.cache.n:  # a quarter of the slots are dead: drop them
             self._compact_slots(slot)
 
     def _compact_slots(self, alive) -> None:
@@ -458,7 +458,7 @@ class _Cohort:
         if not self.shared:
             self._prompt_buffers = [_with_room(buf.index_select(0, alive), buf.shape[0]) for buf in self._prompt_buffers]
         self.tok, self.pos = self.tok[alive], self.pos[alive]
-        self._use_slots(len(alive))
+        self._use_slots()
 
     @property
     def done(self) -> bool:

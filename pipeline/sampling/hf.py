@@ -15,8 +15,9 @@ record per sample, in (prompt, sample) order:
 
 Three implementations, same records, chosen by `method`:
 
-- `"fast"`: the lean Llama decoder of pipeline/sampling/fast.py (fused matmuls, a preallocated KV
-  cache, the prompt's cache shared by all its samples, inverse-CDF sampling), for models it covers
+- `"fast"`: the lean Llama decoder of pipeline/sampling/fast.py (fused matmuls, a time-major KV
+  cache, the prompt's cache shared by all its samples, each distinct prefix of the samples decoded
+  once, inverse-CDF sampling), for models it covers
   (`fast.supports`: transformers Llama, float32);
 - `"loop"`: a hand-written decode loop over the transformers model's `past_key_values` that
   prefills each distinct prompt once, copies its cache to its samples and drops finished rows from
