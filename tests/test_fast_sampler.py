@@ -193,6 +193,19 @@ def test_inverse_cdf_draw_never_picks_a_token_outside_the_nucleus():
     assert torch.allclose(lp.exp(), torch.tensor([0.5, 0.3])[tok], atol=1e-6)
 
 
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9), (1.3, 1.0), (0.0, 1.0)])
+def test_drawing_from_slots_equals_drawing_from_each_rows_copy(temperature, top_p):
+    """Rows that share a slot draw from its logits, computed once: the same tokens and the same
+    log-probs, to the bit, as drawing from a copy of the logits per row, with the same random numbers."""
+    slots = torch.randn(5, 37) * 3
+    rows = torch.tensor([0, 0, 3, 1, 3, 3, 4, 2, 0, 4, 4, 1] * 50)
+    by_slot = fast.draw(slots, torch.Generator().manual_seed(3), temperature, top_p, rows)
+    by_row = fast.draw(slots[rows], torch.Generator().manual_seed(3), temperature, top_p)
+    for a, b in zip(by_slot, by_row):
+        assert torch.equal(a, b)
+    assert len(set(by_slot[0].tolist())) >= (4 if temperature == 0 else 10)  # not a degenerate draw
+
+
 # ---------------------------------------------------------------- determinism and the fallback
 
 

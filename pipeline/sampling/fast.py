@@ -288,31 +288,40 @@ class GenCache:
         self.n += m
 
     def select(self, idx) -> None:
-        """Keep slots `idx` only, in that order; only the positions read later are copied."""
+        """Keep slots `idx` only, in that order, in place; only the positions read later are moved.
+
+        In place, not into fresh buffers: a fresh buffer's first touch costs page faults that took
+        more time than the copy itself. Positions under MIN_VIEW that a kept slot has not written
+        yet receive another slot's finite numbers: they stay masked, and finite is all they need."""
         keep = max(self.length, self.MIN_VIEW)
         for buffers in (self.k, self.v):
-            for i, old in enumerate(buffers):
-                new = self._buffer(*old.shape, dtype=old.dtype, device=old.device)
-                new[:keep, : len(idx)] = old[:keep].index_select(1, idx)
-                buffers[i] = new
+            for buf in buffers:
+                buf[:keep, : len(idx)] = buf[:keep].index_select(1, idx)
         self.n = len(idx)
 
 
-def draw(logits, generator, temperature: float, top_p: float):
-    """Sample one token per row of `logits` [B, V]: (token [B], log-prob at temperature 1 [B],
-    log-prob under the sampling distribution [B], 0 for greedy).
+def draw(logits, generator, temperature: float, top_p: float, rows=None):
+    """Sample one token per row: (token [B], log-prob at temperature 1 [B], log-prob under the
+    sampling distribution [B], 0 for greedy).
+
+    `logits` [S, V] are per slot (a distinct prefix), `rows` [B] the slot of each row drawing (default:
+    one row per slot). The distribution's work (max, exponentials, cumulative sum, nucleus) is done
+    once per slot; each row draws with its own uniform from its slot's cumulative sum. Row by row the
+    numbers are those of drawing from a copy of the slot's logits: every reduction runs along a row.
 
     Inverse-CDF sampling: one uniform per row, located in the cumulative sum of the unnormalised
-    probabilities. The chosen token's log-probs come from one log-sum-exp per row, not a full
+    probabilities. The chosen token's log-probs come from one log-sum-exp per slot, not a full
     log_softmax."""
     from pipeline.sampling.hf import process_logits
 
     logits = logits.float()
+    if rows is None:
+        rows = torch.arange(logits.shape[0], device=logits.device)
     m = logits.amax(-1, keepdim=True)
     if temperature == 0:
-        tok = logits.argmax(-1)
+        tok = logits.argmax(-1).index_select(0, rows)
         lse = (logits - m).exp_().sum(-1).log_().add_(m.squeeze(-1))
-        lp = logits.gather(-1, tok[:, None]).squeeze(-1) - lse
+        lp = logits[rows, tok] - lse.index_select(0, rows)
         return tok, lp, torch.zeros_like(lp)
     plain = temperature == 1.0 and top_p >= 1.0
     if plain:
@@ -320,18 +329,18 @@ def draw(logits, generator, temperature: float, top_p: float):
     else:  # the processed distribution, with -inf outside the nucleus
         sample_lp = process_logits(logits, temperature, top_p)
         e = sample_lp.exp()
-    cdf = e.cumsum(-1)
+    cdf = e.cumsum(-1).index_select(0, rows)
     total = cdf[:, -1:]
-    u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device, dtype=cdf.dtype) * total
+    u = torch.rand((len(rows), 1), generator=generator, device=logits.device, dtype=cdf.dtype) * total
     # rand < 1, but u = rand × total can round up to total; keep it strictly below
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
     tok = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max_(logits.shape[-1] - 1)
-    chosen = logits.gather(-1, tok[:, None]).squeeze(-1)
+    chosen = logits[rows, tok]
     if plain:
-        lp = chosen - m.squeeze(-1) - e.sum(-1).log_()
+        lp = chosen - m.squeeze(-1).index_select(0, rows) - e.sum(-1).log_().index_select(0, rows)
         return tok, lp, lp
     lse = (logits - m).exp_().sum(-1).log_().add_(m.squeeze(-1))
-    return tok, chosen - lse, sample_lp.gather(-1, tok[:, None]).squeeze(-1)
+    return tok, chosen - lse.index_select(0, rows), sample_lp[rows, tok]
 
 
 def _with_room(t, rows: int):
@@ -401,11 +410,6 @@ class _Cohort:
             *kv, self.key_bias = [t[: self.cache.n] for t in self._prompt_buffers]
             self.prompt_kv = list(zip(kv[::2], kv[1::2]))
 
-    @property
-    def logits(self):
-        """Next-token logits of every row in the batch [rows, V] (a finished row's are ignored)."""
-        return self.slot_logits.index_select(0, self.row_slot)
-
     def record(self, tok, lp, slp, eos) -> None:
         """Take this step's draws for the rows in the batch (finished rows' draws are ignored), and
         regroup the rows still decoding into slots by the prefix they now have."""
@@ -456,7 +460,8 @@ class _Cohort:
         self.row_slot = renumber[self.row_slot]
         self.cache.select(alive)
         if not self.shared:
-            self._prompt_buffers = [_with_room(buf.index_select(0, alive), buf.shape[0]) for buf in self._prompt_buffers]
+            for buf in self._prompt_buffers:  # in place, as the generated tokens' cache
+                buf[: len(alive)] = buf.index_select(0, alive)
         self.tok, self.pos = self.tok[alive], self.pos[alive]
         self._use_slots()
 
@@ -521,12 +526,18 @@ def sample_chunks(model, tokenizer, prompt_ids, chunks, *, temperature, top_p, m
                 active.append(_Cohort(dec, i, chunks[i], prompt_ids, pad=pad, max_new_tokens=max_new_tokens,
                                       limits=None if limits is None else limits[i]))
                 in_flight += len(chunks[i])
-            row_logits = [c.logits for c in active]
-            logits = row_logits[0] if len(active) == 1 else torch.cat(row_logits)
-            tok, lp, slp = draw(logits, generator, temperature, top_p)
+            if len(active) == 1:
+                logits, rows = active[0].slot_logits, active[0].row_slot
+            else:  # every cohort's slots in one matrix, each row pointing at its slot's
+                offsets = [0]
+                for c in active[:-1]:
+                    offsets.append(offsets[-1] + c.slot_logits.shape[0])
+                logits = torch.cat([c.slot_logits for c in active])
+                rows = torch.cat([c.row_slot + o for c, o in zip(active, offsets)])
+            tok, lp, slp = draw(logits, generator, temperature, top_p, rows)
             start = 0
-            for c, lg in zip(active, row_logits):
-                n = lg.shape[0]
+            for c in active:
+                n = c.row_slot.shape[0]
                 c.record(tok[start:start + n], lp[start:start + n], slp[start:start + n], eos)
                 start += n
             for c in [c for c in active if c.done]:
