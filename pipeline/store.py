@@ -104,6 +104,7 @@ class ArtifactStore:
             return art, True
         if collective is not None:
             meta = make(art)
+            collective.barrier()  # every rank has finished with the work folder before it is renamed
             if collective.main:
                 self.commit(art, meta)
             collective.barrier()

@@ -124,7 +124,52 @@ def bench_pretrain(args, model_path) -> list[str]:
             results[name].append((real / c.wall, real / c.cpu, real / c.cpu / roof, c.cpu / len(steps)))
             print(f"    {name}: {real / c.wall:7.0f} tokens/s {1000 * c.cpu / len(steps):6.1f} CPU-ms/step "
                   f"ratio {real / c.cpu / roof:.3f}", flush=True)
-    return lines + summary(results, "pretrain step")
+    lines += summary(results, "pretrain step")
+    if args.profile:
+        lines += ceiling(models["new"], losses["new"], steps, real, rows)
+    return lines
+
+
+# matmul kernels; attention kernels (their FLOPs are not in the roofline's count); the loss's log-softmax
+KINDS = {"matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul"),
+         "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                       "aten::_scaled_dot_product_flash_attention_for_cpu_backward"),
+         "log-softmax": ("aten::_log_softmax", "aten::_log_softmax_backward_data")}
+
+
+def ceiling(model_opt, loss_fn, steps, real: int, rows: int) -> list[str]:
+    """Where a pretraining step's CPU time goes (torch.profiler, self time per kernel kind; the
+    optimiser step timed apart), and the roofline ratio the step would reach if its matmuls ran at
+    the roofline and every op but attention, the log-softmax and the optimiser took no time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, opt = model_opt
+    roof, _ = roofline_tokens_per_s(model, rows, training=True)
+    optimiser = 0.0
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for ids, mask, labels, prompt_labels in steps:
+            objective = loss_fn(model, ids, mask, labels, prompt_labels)
+            opt.zero_grad(set_to_none=True)
+            objective.backward()
+            started = time.process_time()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            optimiser += time.process_time() - started
+    seconds = {kind: 0.0 for kind in (*KINDS, "other")}
+    for event in prof.key_averages():
+        kind = next((k for k, names in KINDS.items() if event.key in names), "other")
+        seconds[kind] += event.self_cpu_time_total / 1e6
+    seconds["other"] -= optimiser  # the optimiser's own ops are in the profile too: counted apart
+    seconds["optimiser"] = optimiser
+    total = sum(seconds.values())
+    at_roofline = real / roof
+    unavoidable = at_roofline + seconds["attention"] + seconds["log-softmax"] + optimiser
+    per_step = ", ".join(f"{k} {1000 * v / len(steps):.1f} ms ({v / total:.0%})" for k, v in seconds.items())
+    return [f"  profile of the new step (CPU ms per step, self time; the profiler adds to the small ops): {per_step}",
+            f"  matmuls at the roofline would take {1000 * at_roofline / len(steps):.1f} ms a step; with attention, "
+            f"log-softmax and the optimiser as measured, and nothing else, the ratio would be "
+            f"{at_roofline / unavoidable:.3f} (its ceiling in this layout); measured matmul rate "
+            f"{real / seconds['matmul'] / roof:.2f} of the roofline"]
 
 
 def summary(results: dict, what: str) -> list[str]:
@@ -134,7 +179,7 @@ def summary(results: dict, what: str) -> list[str]:
         speed = statistics.median(r[1] / o[1] for r, o in zip(rs, old))
         lines.append(f"  {what:14s} {name}: tokens/s {statistics.median(r[0] for r in rs):8.0f} (wall)  "
                      f"{statistics.median(r[1] for r in rs):8.0f} (CPU)  roofline ratio "
-                     f"{statistics.median(r[2] for r in rs):.3f}  x{speed:.2f} vs old (CPU time)")
+                     f"{statistics.median(r[2] for r in rs):.3f} (best {max(r[2] for r in rs):.3f})  x{speed:.2f} vs old (CPU time)")
     return lines
 
 
@@ -275,11 +320,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pretrain-steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    ap.add_argument("--profile", action="store_true",
+                    help="pretrain: profile the new step and print the ratio's ceiling (matmuls at the roofline, "
+                         "attention, log-softmax and optimiser as measured)")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc malloc as it is (the pipeline keeps freed memory: pipeline.context.keep_freed_memory)")
     args = ap.parse_args()
+    if not args.default_malloc:
+        from pipeline.context import keep_freed_memory
+
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     model_path = args.model
-    print(f"{torch.get_num_threads()} threads; model {model_path}", flush=True)
+    print(f"{torch.get_num_threads()} threads; model {model_path}; malloc {'default' if args.default_malloc else 'keeps freed memory'}",
+          flush=True)
     lines = []
     for part in args.parts.split(","):
         lines += {"pretrain": bench_pretrain, "round": bench_round}[part](args, model_path)

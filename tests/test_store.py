@@ -33,6 +33,41 @@ def test_commit_is_atomic_and_marks_done(tmp_path):
     assert pd.read_parquet(art.file("t.parquet")).v.tolist() == [1, 2]
 
 
+def test_collective_build_commits_after_every_rank_is_done_with_the_work_folder(tmp_path):
+    """Ranks of one torchrun job build an artifact together and the main rank commits (renames the
+    work folder): not while another rank still reads it. Two threads stand for two ranks."""
+    import threading
+    from types import SimpleNamespace
+
+    store = ArtifactStore(tmp_path)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def rank(r):
+        def make(art):
+            if r == 0:
+                write_parquet(art.work / "round.parquet", pd.DataFrame({"v": [1]}))
+            barrier.wait(timeout=10)
+            if r == 1:
+                time.sleep(0.3)  # the slower rank still reads when the main rank has finished
+                pd.read_parquet(art.work / "round.parquet")
+            return {"rank": r}
+
+        try:
+            collective = SimpleNamespace(main=r == 0, barrier=lambda: barrier.wait(timeout=10))
+            store.build("train", {"a": 1}, make, collective=collective)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert store.artifact("train", {"a": 1}).meta["rank"] == 0
+
+
 def test_shards_resume_without_duplicates(tmp_path):
     shards = Shards(tmp_path / "w")
     for i in range(3):
