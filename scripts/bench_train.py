@@ -1,6 +1,7 @@
 """Throughput of training, old layout against new in the same run, with the roofline ratio.
 
     python scripts/bench_train.py [--model DIR] [--parts pretrain,round] [--repeats 3] [--threads 1]
+                                  [--profile] [--default-malloc]
 
 Two parts:
 
@@ -21,6 +22,10 @@ both backward products, rows = the batch's tokens) in the same process right bef
 (pipeline/roofline.py). Tokens are the real tokens of the batch (padding excluded); `ratio` is
 tokens per CPU-second over the roofline's (CPU time of this process: a busy machine does not
 inflate it); wall-clock rates are printed beside.
+
+`--profile` (pretraining part): where the new step's CPU time goes by kernel kind (matmul, attention,
+log-softmax, the optimiser, everything else) and the ratio's ceiling: the ratio the step would reach
+if its matmuls ran at the roofline and nothing but attention, log-softmax and the optimiser took time.
 """
 
 from __future__ import annotations
