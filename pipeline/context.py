@@ -58,41 +58,11 @@ class Context:
         self.log.event(stage=stage, artifact=str(art), path=str(art.path), reused=reused)
 
 
-# glibc's malloc returns a freed block above its mmap threshold (or a heap top above its trim
-# threshold) to the system, so the next tensor of that size page-faults on first touch; on the CPU a
-# training step frees and reallocates activations of a few MB every step. Raised thresholds keep that
-# memory for reuse (a process keeps its peak footprint instead). 32 MiB is glibc's largest mmap threshold.
-MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
-
-
-def keep_freed_memory() -> bool:
-    """Raise glibc malloc's thresholds in this process (mallopt) and, through GLIBC_TUNABLES, in the
-    processes it starts (sampling workers, data-parallel helpers, sweep jobs). Nothing happens when
-    GLIBC_TUNABLES is already set, with DMVR_KEEP_FREED_MEMORY=0, or without glibc. True when set."""
-    if os.environ.get("DMVR_KEEP_FREED_MEMORY", "1") == "0" or "GLIBC_TUNABLES" in os.environ:
-        return False
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
-        if not (libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)):
-            return False
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    os.environ["GLIBC_TUNABLES"] = MALLOC_TUNABLES
-    return True
-
-
 def build_context(cfg: DictConfig, run_dir: Path, job_type: str = "pipeline") -> Context:
-    """Validate `cfg`, set torch's threads and the allocator, write the resolved config into
-    `run_dir`, start the logger."""
+    """Validate `cfg`, set torch's threads, write the resolved config into `run_dir`, start the logger."""
     from pipeline.config import validate
 
     validate(cfg)
-    keep_freed_memory()
     if int(os.environ.get("RANK", "0")) > 0:
         # under torchrun only rank 0 logs (one W&B run per training job, not one per GPU)
         cfg.logger.backend = "none"

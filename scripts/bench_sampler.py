@@ -78,13 +78,7 @@ def main() -> None:
     ap.add_argument("--verify", action="store_true",
                     help="check every sample with the prop checker and print each method's pass@1 ± its standard "
                          "error over theorems, and the paired difference to the first method")
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="leave glibc malloc as it is (the pipeline keeps freed memory: pipeline.context.keep_freed_memory)")
     args = ap.parse_args()
-    if not args.default_malloc:
-        from pipeline.context import keep_freed_memory
-
-        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -97,8 +91,7 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     rows = min(args.batch_size, args.n * len(texts))
     print(f"{what}; {params / 1e6:.2f}M parameters, {flops_per_token(model) / 1e6:.2f} MFLOP/token in matmuls; "
-          f"{torch.get_num_threads()} threads; malloc {'default' if args.default_malloc else 'keeps freed memory'}; "
-          f"{len(texts)} prompts x {args.n} samples, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} threads; {len(texts)} prompts x {args.n} samples, batch {args.batch_size}, "
           f"max_new_tokens {args.max_new_tokens}; auto picks {sampler.resolve_method(model)!r}", flush=True)
 
     methods = [m for m in args.methods.split(",") if m]

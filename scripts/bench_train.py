@@ -1,7 +1,7 @@
 """Throughput of training, old layout against new in the same run, with the roofline ratio.
 
     python scripts/bench_train.py [--model DIR] [--parts pretrain,round] [--repeats 3] [--threads 1]
-                                  [--profile] [--default-malloc]
+                                  [--profile]
 
 Two parts:
 
@@ -328,18 +328,11 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="pretrain: profile the new step and print the ratio's ceiling (matmuls at the roofline, "
                          "attention, log-softmax and optimiser as measured)")
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="leave glibc malloc as it is (the pipeline keeps freed memory: pipeline.context.keep_freed_memory)")
     args = ap.parse_args()
-    if not args.default_malloc:
-        from pipeline.context import keep_freed_memory
-
-        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     model_path = args.model
-    print(f"{torch.get_num_threads()} threads; model {model_path}; malloc {'default' if args.default_malloc else 'keeps freed memory'}",
-          flush=True)
+    print(f"{torch.get_num_threads()} threads; model {model_path}", flush=True)
     lines = []
     for part in args.parts.split(","):
         lines += {"pretrain": bench_pretrain, "round": bench_round}[part](args, model_path)
