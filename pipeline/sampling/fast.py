@@ -290,9 +290,10 @@ class GenCache:
     def select(self, idx) -> None:
         """Keep slots `idx` only, in that order, in place; only the positions read later are moved.
 
-        In place, not into fresh buffers: a fresh buffer's first touch costs page faults that took
-        more time than the copy itself. Positions under MIN_VIEW that a kept slot has not written
-        yet receive another slot's finite numbers: they stay masked, and finite is all they need."""
+        In place, not into fresh buffers: a fresh buffer costs an allocation, page faults on first
+        touch and the zeroing of its first MIN_VIEW positions. Positions under MIN_VIEW that a kept
+        slot has not written yet receive another slot's finite numbers: they stay masked, and finite
+        is all they need."""
         keep = max(self.length, self.MIN_VIEW)
         for buffers in (self.k, self.v):
             for buf in buffers:
